@@ -1,0 +1,3 @@
+module finepay/ferry
+
+go 1.26

@@ -1,0 +1,3 @@
+module finepay/internet-gateway
+
+go 1.26

@@ -1,0 +1,3 @@
+module finepay/intranet-core
+
+go 1.26

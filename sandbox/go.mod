@@ -1,0 +1,3 @@
+module finepay/sandbox
+
+go 1.26

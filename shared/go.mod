@@ -1,0 +1,3 @@
+module finepay/shared
+
+go 1.26
