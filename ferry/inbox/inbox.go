@@ -1,0 +1,322 @@
+// Package inbox is the receiving half of the ferry. ferryd commits each verified bundle with
+// Receive: in one transaction it inserts the messages under their originators' IDs (a unique
+// key, the final arbiter of exactly-once) and advances the lane's high-water mark. The service
+// then takes messages with a Consumer: each message is applied by its handler and marked
+// consumed in one transaction of the service's own.
+package inbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"finepay/ferry/sqldb"
+	"finepay/shared/envelope"
+)
+
+// ErrGap is returned by Receive when a bundle starts after the next expected sequence: the
+// missing bundle must come first.
+var ErrGap = errors.New("inbox: sequence gap")
+
+// Incoming is one message of a verified bundle.
+type Incoming struct {
+	Seq      int64
+	Envelope envelope.Envelope
+	Raw      []byte // canonical encoding, as digested and signed
+}
+
+// Result says what Receive did.
+type Result struct {
+	Applied    int   // messages inserted
+	Duplicates int   // messages already present (by sequence or by message ID)
+	HWM        int64 // the lane's high-water mark after the bundle
+}
+
+// Receive commits msgs (consecutive sequences of one lane from peer) into the inbox and
+// advances the lane. A bundle wholly at or below the high-water mark changes nothing; one that
+// overlaps it applies only what is new; one that starts past hwm+1 fails with ErrGap and
+// changes nothing.
+func Receive(ctx context.Context, db *sqldb.DB, peer, lane, bundleID string, msgs []Incoming, now time.Time) (Result, error) {
+	var res Result
+	if len(msgs) == 0 {
+		return res, errors.New("inbox: empty bundle")
+	}
+	for i := 1; i < len(msgs); i++ {
+		if msgs[i].Seq != msgs[i-1].Seq+1 {
+			return res, fmt.Errorf("inbox: bundle sequences not consecutive at %d", msgs[i].Seq)
+		}
+	}
+	err := db.Tx(ctx, func(tx *sql.Tx) error {
+		res = Result{}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO ferry_lane_in (peer, lane, hwm, updated_at) VALUES ($1, $2, 0, $3)
+			ON CONFLICT (peer, lane) DO NOTHING`, peer, lane, now.UTC()); err != nil {
+			return err
+		}
+		var hwm int64
+		if err := tx.QueryRowContext(ctx, `SELECT hwm FROM ferry_lane_in WHERE peer = $1 AND lane = $2`+db.ForUpdate(), peer, lane).Scan(&hwm); err != nil {
+			return err
+		}
+		if msgs[0].Seq > hwm+1 {
+			res.HWM = hwm
+			return fmt.Errorf("%w: lane %s expects %d, bundle starts at %d", ErrGap, lane, hwm+1, msgs[0].Seq)
+		}
+		for _, m := range msgs {
+			if m.Seq <= hwm {
+				res.Duplicates++
+				continue
+			}
+			e := m.Envelope
+			r, err := tx.ExecContext(ctx, `INSERT INTO ferry_inbox (message_id, peer, lane, seq, type, msg_key, created_at, envelope, bundle_id, received_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (message_id) DO NOTHING`,
+				e.ID, peer, lane, m.Seq, e.Type, e.Key, e.CreatedAt.UTC(), m.Raw, bundleID, now.UTC())
+			if err != nil {
+				return fmt.Errorf("inbox: insert %s: %w", e.ID, err)
+			}
+			if n, _ := r.RowsAffected(); n == 1 {
+				res.Applied++
+			} else {
+				res.Duplicates++
+			}
+		}
+		last := msgs[len(msgs)-1].Seq
+		res.HWM = max(hwm, last)
+		_, err := tx.ExecContext(ctx, `UPDATE ferry_lane_in SET hwm = $3, updated_at = $4 WHERE peer = $1 AND lane = $2`, peer, lane, res.HWM, now.UTC())
+		return err
+	})
+	return res, err
+}
+
+// HWMs returns the high-water mark of every lane received from peer.
+func HWMs(ctx context.Context, db *sqldb.DB, peer string) (map[string]int64, error) {
+	rows, err := db.QueryContext(ctx, `SELECT lane, hwm FROM ferry_lane_in WHERE peer = $1`, peer)
+	if err != nil {
+		return nil, fmt.Errorf("inbox: lanes: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var l string
+		var h int64
+		if err := rows.Scan(&l, &h); err != nil {
+			return nil, err
+		}
+		out[l] = h
+	}
+	return out, rows.Err()
+}
+
+// Handler applies one message inside the service's transaction. An error rolls the
+// transaction back; the message is retried later and its lane waits behind it.
+type Handler func(ctx context.Context, tx *sql.Tx, env envelope.Envelope) error
+
+// Consumer takes messages from the inbox in lane order and applies them.
+type Consumer struct {
+	db       *sqldb.DB
+	handlers map[string]Handler
+	log      *slog.Logger
+	now      func() time.Time
+	poll     time.Duration
+	wake     chan struct{}
+
+	consumed *prometheus.CounterVec
+	failures *prometheus.CounterVec
+}
+
+// Config configures a Consumer.
+type Config struct {
+	DB       *sqldb.DB
+	Handlers map[string]Handler // by message type
+	Logger   *slog.Logger
+	Now      func() time.Time // clock; time.Now when nil
+	Poll     time.Duration    // how often Run looks for new messages; 100ms when zero
+	Registry prometheus.Registerer
+}
+
+// NewConsumer returns a consumer. Its metrics, ferry_inbox_consumed_total and
+// ferry_inbox_failures_total by type, are registered with cfg.Registry when given.
+func NewConsumer(cfg Config) *Consumer {
+	c := &Consumer{db: cfg.DB, handlers: cfg.Handlers, log: cfg.Logger, now: cfg.Now, poll: cfg.Poll, wake: make(chan struct{}, 1)}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.poll <= 0 {
+		c.poll = 100 * time.Millisecond
+	}
+	c.consumed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_inbox_consumed_total", Help: "Inbox messages applied, by type."}, []string{"type"})
+	c.failures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_inbox_failures_total", Help: "Inbox messages whose handler failed (they are retried), by type."}, []string{"type"})
+	if cfg.Registry != nil {
+		cfg.Registry.MustRegister(c.consumed, c.failures, &pendingCollector{db: cfg.DB})
+	}
+	return c
+}
+
+// Wake makes Run look for messages now instead of at its next poll.
+func (c *Consumer) Wake() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run consumes until ctx ends.
+func (c *Consumer) Run(ctx context.Context) error {
+	t := time.NewTicker(c.poll)
+	defer t.Stop()
+	for {
+		if _, err := c.ConsumeOnce(ctx); err != nil && ctx.Err() == nil {
+			c.log.Error("inbox: consume", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-c.wake:
+		}
+	}
+}
+
+type head struct {
+	peer, lane string
+	seq        int64
+}
+
+// ConsumeOnce applies every message that is ready, lane by lane in sequence order, and returns
+// how many it applied. A failing message stops its lane until its retry time.
+func (c *Consumer) ConsumeOnce(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		heads, err := c.heads(ctx)
+		if err != nil {
+			return total, err
+		}
+		progressed := 0
+		for _, h := range heads {
+			ok, err := c.applyOne(ctx, h)
+			if err != nil {
+				return total, err
+			}
+			if ok {
+				progressed++
+			}
+		}
+		total += progressed
+		if progressed == 0 {
+			return total, nil
+		}
+	}
+}
+
+func (c *Consumer) heads(ctx context.Context) ([]head, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT peer, lane, MIN(seq) FROM ferry_inbox WHERE consumed_at IS NULL GROUP BY peer, lane`)
+	if err != nil {
+		return nil, fmt.Errorf("inbox: heads: %w", err)
+	}
+	defer rows.Close()
+	var out []head
+	for rows.Next() {
+		var h head
+		if err := rows.Scan(&h.peer, &h.lane, &h.seq); err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+// applyOne applies the head message of a lane. It reports false when the message is not ready
+// (waiting for a retry, or taken by another replica).
+func (c *Consumer) applyOne(ctx context.Context, h head) (bool, error) {
+	now := c.now().UTC()
+	var (
+		env     envelope.Envelope
+		applied bool
+		herr    error
+		id      string
+		attempt int
+	)
+	err := c.db.Tx(ctx, func(tx *sql.Tx) error {
+		applied, herr = false, nil
+		var raw []byte
+		var next sql.NullTime
+		err := tx.QueryRowContext(ctx, `SELECT message_id, envelope, next_try_at, attempts FROM ferry_inbox
+			WHERE peer = $1 AND lane = $2 AND seq = $3 AND consumed_at IS NULL`+c.db.SkipLocked(), h.peer, h.lane, h.seq).Scan(&id, &raw, &next, &attempt)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if next.Valid && next.Time.After(now) {
+			return nil
+		}
+		env, err = envelope.Unmarshal(raw)
+		if err != nil {
+			herr = err
+			return herr
+		}
+		handler, ok := c.handlers[env.Type]
+		if !ok {
+			herr = fmt.Errorf("inbox: no handler for %s", env.Type)
+			return herr
+		}
+		if herr = handler(ctx, tx, env); herr != nil {
+			return herr
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE ferry_inbox SET consumed_at = $2, attempts = attempts + 1, last_error = '' WHERE message_id = $1`, id, now); err != nil {
+			return err
+		}
+		applied = true
+		return nil
+	})
+	if herr != nil {
+		c.failures.WithLabelValues(env.Type).Inc()
+		backoff := min(time.Duration(1<<min(attempt, 10))*time.Second, 5*time.Minute)
+		c.log.Warn("inbox: handler failed; will retry", "message_id", id, "type", env.Type, "attempt", attempt+1, "retry_in", backoff.String(), "err", herr)
+		_, err := c.db.ExecContext(ctx, `UPDATE ferry_inbox SET attempts = attempts + 1, last_error = $2, next_try_at = $3 WHERE message_id = $1`,
+			id, truncate(herr.Error(), 500), now.Add(backoff))
+		return false, err
+	}
+	if err != nil {
+		return false, err
+	}
+	if applied {
+		c.consumed.WithLabelValues(env.Type).Inc()
+	}
+	return applied, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+type pendingCollector struct{ db *sqldb.DB }
+
+var pendingDesc = prometheus.NewDesc("ferry_inbox_pending", "Inbox messages received and not yet consumed, per lane.", []string{"lane"}, nil)
+
+func (p *pendingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- pendingDesc }
+
+func (p *pendingCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	rows, err := p.db.QueryContext(ctx, `SELECT lane, count(*) FROM ferry_inbox WHERE consumed_at IS NULL GROUP BY lane`)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(pendingDesc, err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var lane string
+		var n int64
+		if rows.Scan(&lane, &n) == nil {
+			ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(n), lane)
+		}
+	}
+}

@@ -1,0 +1,238 @@
+package envelope
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"regexp"
+	"strconv"
+	"time"
+)
+
+// Direction says which way a message type may cross.
+type Direction string
+
+// The two directions across the boundary. The value is also the prefix of the ferry lanes.
+const (
+	ToGateway Direction = "to-gateway" // intranet core → internet gateway
+	ToCore    Direction = "to-core"    // internet gateway → intranet core
+)
+
+// Message types. Only types listed here cross the boundary (default deny).
+const (
+	TypeBillPublished    = "bill.published"
+	TypePaymentConfirmed = "payment.confirmed"
+	TypeReceiptIssued    = "receipt.issued"
+)
+
+// ErrUnknownType is returned for a type that is not in the catalogue.
+var ErrUnknownType = errors.New("envelope: unknown message type")
+
+// ErrInvalidPayload is wrapped when a payload does not meet its type's schema.
+var ErrInvalidPayload = errors.New("envelope: invalid payload")
+
+// Payload is implemented by every catalogue payload.
+type Payload interface {
+	MessageType() string
+	Validate() error
+}
+
+// Spec describes a catalogue entry.
+type Spec struct {
+	Type      string
+	Direction Direction
+	MaxSize   int            // largest accepted payload, bytes
+	New       func() Payload // a zero payload to decode into
+}
+
+var catalogue = map[string]Spec{
+	TypeBillPublished:    {TypeBillPublished, ToGateway, 4 << 10, func() Payload { return new(BillPublished) }},
+	TypePaymentConfirmed: {TypePaymentConfirmed, ToCore, 4 << 10, func() Payload { return new(PaymentConfirmed) }},
+	TypeReceiptIssued:    {TypeReceiptIssued, ToGateway, 4 << 10, func() Payload { return new(ReceiptIssued) }},
+}
+
+// Lookup returns the catalogue entry of a type.
+func Lookup(typ string) (Spec, error) {
+	s, ok := catalogue[typ]
+	if !ok {
+		return Spec{}, fmt.Errorf("%w: %q", ErrUnknownType, typ)
+	}
+	return s, nil
+}
+
+// New builds an envelope carrying p. The payload is encoded with encoding/json (the field order
+// of a struct is fixed, so the bytes are deterministic for a given value).
+func New(id, key string, created time.Time, p Payload) (Envelope, error) {
+	if err := p.Validate(); err != nil {
+		return Envelope{}, fmt.Errorf("%w: %s: %w", ErrInvalidPayload, p.MessageType(), err)
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return Envelope{}, err
+	}
+	e := Envelope{ID: id, Type: p.MessageType(), Key: key, CreatedAt: created.UTC().Truncate(time.Microsecond), Payload: b}
+	if err := e.Check(); err != nil {
+		return Envelope{}, err
+	}
+	return e, nil
+}
+
+// Check validates the envelope against the catalogue: the type is listed, the payload within
+// its size limit and valid against its schema (unknown fields are refused).
+func (e Envelope) Check() error {
+	_, err := e.Decode()
+	return err
+}
+
+// Decode validates the envelope and returns its payload.
+func (e Envelope) Decode() (Payload, error) {
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	s, err := Lookup(e.Type)
+	if err != nil {
+		return nil, err
+	}
+	if len(e.Payload) > s.MaxSize {
+		return nil, fmt.Errorf("%w: %s payload of %d bytes exceeds %d", ErrInvalidPayload, e.Type, len(e.Payload), s.MaxSize)
+	}
+	p := s.New()
+	dec := json.NewDecoder(bytes.NewReader(e.Payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(p); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidPayload, e.Type, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: %s: trailing data", ErrInvalidPayload, e.Type)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidPayload, e.Type, err)
+	}
+	return p, nil
+}
+
+// Lane returns the ferry lane for a message of type typ with key: the direction's prefix and a
+// partition of the key, so that messages with one key always travel in one lane, in order.
+func Lane(typ, key string, partitions int) (string, error) {
+	s, err := Lookup(typ)
+	if err != nil {
+		return "", err
+	}
+	if partitions < 1 {
+		partitions = 1
+	}
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return string(s.Direction) + "." + strconv.Itoa(int(h.Sum32()%uint32(partitions))), nil
+}
+
+var (
+	reDigits   = regexp.MustCompile(`^[0-9]+$`)
+	reDate     = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)
+	reToken    = regexp.MustCompile(`^[A-Za-z0-9_-]{22,64}$`)
+	reIdent    = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	reChannels = map[string]bool{"wechat": true, "alipay": true, "unionpay": true}
+)
+
+func need(ok bool, what string) error {
+	if !ok {
+		return errors.New(what)
+	}
+	return nil
+}
+
+// BillPublished is the payer's view of a payable bill, published by the core to the gateway. It
+// holds only what a payer needs to see: no full name, no ID data.
+type BillPublished struct {
+	BillNo         string    `json:"bill_no"`
+	Token          string    `json:"token"` // the cashier URL token (/q/{token}), ≥128 random bits
+	DecisionNo     string    `json:"decision_no"`
+	PartyMasked    string    `json:"party_masked"`
+	PlateMasked    string    `json:"plate_masked"`
+	Fine           int64     `json:"fine"` // fen
+	ServedDate     string    `json:"served_date"`
+	LateFeeApplies bool      `json:"late_fee_applies"`
+	UnitName       string    `json:"unit_name"`
+	ItemName       string    `json:"item_name"`
+	FormNo         string    `json:"form_no"`
+	PayCode        string    `json:"pay_code"`
+	IssuedAt       time.Time `json:"issued_at"`
+}
+
+// MessageType implements Payload.
+func (*BillPublished) MessageType() string { return TypeBillPublished }
+
+// Validate implements Payload.
+func (b *BillPublished) Validate() error {
+	return errors.Join(
+		need(reIdent.MatchString(b.BillNo), "bill_no"),
+		need(reToken.MatchString(b.Token), "token"),
+		need(reDigits.MatchString(b.DecisionNo) && len(b.DecisionNo) >= 15 && len(b.DecisionNo) <= 20, "decision_no"),
+		need(len(b.PartyMasked) <= 64 && len(b.PlateMasked) <= 32, "masked fields"),
+		need(b.Fine > 0 && b.Fine <= 100_000_000, "fine"),
+		need(reDate.MatchString(b.ServedDate), "served_date"),
+		need(reIdent.MatchString(b.FormNo) && reIdent.MatchString(b.PayCode), "form_no/pay_code"),
+		need(len(b.UnitName) <= 128 && len(b.ItemName) <= 128, "names"),
+		need(!b.IssuedAt.IsZero(), "issued_at"),
+	)
+}
+
+// PaymentConfirmed is a verified channel payment, ferried from the gateway to the core.
+type PaymentConfirmed struct {
+	BillNo         string    `json:"bill_no"`
+	OrderNo        string    `json:"order_no"`
+	Channel        string    `json:"channel"`
+	ChannelTradeNo string    `json:"channel_trade_no"`
+	Amount         int64     `json:"amount"`   // fen, total paid
+	Fine           int64     `json:"fine"`     // fen
+	LateFee        int64     `json:"late_fee"` // fen
+	PaidAt         time.Time `json:"paid_at"`
+	NotificationID string    `json:"notification_id"`
+}
+
+// MessageType implements Payload.
+func (*PaymentConfirmed) MessageType() string { return TypePaymentConfirmed }
+
+// Validate implements Payload.
+func (p *PaymentConfirmed) Validate() error {
+	return errors.Join(
+		need(reIdent.MatchString(p.BillNo), "bill_no"),
+		need(reIdent.MatchString(p.OrderNo), "order_no"),
+		need(reChannels[p.Channel], "channel"),
+		need(reIdent.MatchString(p.ChannelTradeNo), "channel_trade_no"),
+		need(p.Amount > 0 && p.Fine > 0 && p.LateFee >= 0 && p.Fine+p.LateFee == p.Amount, "amounts"),
+		need(!p.PaidAt.IsZero(), "paid_at"),
+		need(len(p.NotificationID) <= 64, "notification_id"),
+	)
+}
+
+// ReceiptIssued carries the e-receipt of a payment from the core to the gateway.
+type ReceiptIssued struct {
+	BillNo      string    `json:"bill_no"`
+	OrderNo     string    `json:"order_no"`
+	ReceiptCode string    `json:"receipt_code"`
+	ReceiptNo   string    `json:"receipt_no"`
+	CheckCode   string    `json:"check_code"`
+	Amount      int64     `json:"amount"`
+	PayerMasked string    `json:"payer_masked"`
+	IssuedAt    time.Time `json:"issued_at"`
+}
+
+// MessageType implements Payload.
+func (*ReceiptIssued) MessageType() string { return TypeReceiptIssued }
+
+// Validate implements Payload.
+func (r *ReceiptIssued) Validate() error {
+	return errors.Join(
+		need(reIdent.MatchString(r.BillNo), "bill_no"),
+		need(reIdent.MatchString(r.OrderNo), "order_no"),
+		need(len(r.ReceiptCode) == 8 && reDigits.MatchString(r.ReceiptCode), "receipt_code"),
+		need(len(r.ReceiptNo) == 10 && reDigits.MatchString(r.ReceiptNo), "receipt_no"),
+		need(len(r.CheckCode) == 6, "check_code"),
+		need(r.Amount > 0, "amount"),
+		need(len(r.PayerMasked) <= 64, "payer_masked"),
+		need(!r.IssuedAt.IsZero(), "issued_at"),
+	)
+}
