@@ -1,0 +1,182 @@
+package inbox_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"finepay/ferry/inbox"
+	"finepay/ferry/outbox"
+	"finepay/ferry/schema"
+	"finepay/ferry/sqldb"
+	"finepay/ferry/sqldb/sqltest"
+	"finepay/shared/envelope"
+	"finepay/shared/logging"
+)
+
+func payment(i int) envelope.Envelope {
+	p := &envelope.PaymentConfirmed{BillNo: "B1", OrderNo: fmt.Sprintf("O%d", i), Channel: "wechat",
+		ChannelTradeNo: fmt.Sprintf("4200%d", i), Amount: 20000, Fine: 20000, PaidAt: time.Unix(1700000000, 0)}
+	e, err := envelope.New(fmt.Sprintf("pay:wechat:4200%d", i), "B1", time.Unix(1700000000, 0), p)
+	if err != nil {
+		panic(err)
+	}
+	return e
+}
+
+func setup(t *testing.T, db *sqldb.DB) context.Context {
+	ctx := context.Background()
+	sqltest.Must(t, schema.Migrate(ctx, db))
+	sqltest.Must(t, schema.Migrate(ctx, db)) // idempotent
+	return ctx
+}
+
+func incoming(t *testing.T, first int64, envs ...envelope.Envelope) []inbox.Incoming {
+	var out []inbox.Incoming
+	for i, e := range envs {
+		raw, err := e.Marshal()
+		sqltest.Must(t, err)
+		out = append(out, inbox.Incoming{Seq: first + int64(i), Envelope: e, Raw: raw})
+	}
+	return out
+}
+
+func TestOutboxSequencesAndAck(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := setup(t, db)
+		ob := outbox.New(1)
+		var wg sync.WaitGroup
+		for i := range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sqltest.Must(t, db.Tx(ctx, func(tx *sql.Tx) error { _, err := ob.Put(ctx, tx, payment(i)); return err }))
+			}()
+		}
+		wg.Wait()
+		// A rolled-back transaction leaves no gap.
+		_ = db.Tx(ctx, func(tx *sql.Tx) error {
+			if _, err := ob.Put(ctx, tx, payment(99)); err != nil {
+				return err
+			}
+			return errors.New("business change failed")
+		})
+		err := db.Tx(ctx, func(tx *sql.Tx) error { _, err := ob.Put(ctx, tx, payment(3)); return err })
+		if !errors.Is(err, outbox.ErrDuplicate) {
+			t.Fatalf("duplicate message ID: err = %v", err)
+		}
+		rows, err := outbox.Pending(ctx, db, "to-core.0", 0, 100, 1<<20)
+		sqltest.Must(t, err)
+		if len(rows) != 20 {
+			t.Fatalf("pending = %d, want 20", len(rows))
+		}
+		for i, r := range rows {
+			if r.Seq != int64(i+1) {
+				t.Fatalf("row %d has seq %d: gap or disorder", i, r.Seq)
+			}
+		}
+		if _, err := outbox.Ack(ctx, db, "to-core.0", 21, time.Now()); !errors.Is(err, outbox.ErrAckBeyondSent) {
+			t.Fatalf("ack beyond sent: %v", err)
+		}
+		n, err := outbox.Ack(ctx, db, "to-core.0", 15, time.Now())
+		sqltest.Must(t, err)
+		if n != 15 {
+			t.Fatalf("retired %d, want 15", n)
+		}
+		if n, _ := outbox.Ack(ctx, db, "to-core.0", 10, time.Now()); n != 0 {
+			t.Fatalf("stale ack retired %d", n)
+		}
+		lanes, err := outbox.Lanes(ctx, db)
+		sqltest.Must(t, err)
+		if len(lanes) != 1 || lanes[0].Backlog() != 5 {
+			t.Fatalf("lanes = %+v", lanes)
+		}
+	})
+}
+
+func TestInboxReceiveExactlyOnce(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := setup(t, db)
+		now := time.Now()
+		res, err := inbox.Receive(ctx, db, "ferry-dmz", "to-core.0", "b1", incoming(t, 1, payment(1), payment(2)), now)
+		sqltest.Must(t, err)
+		if res.Applied != 2 || res.HWM != 2 {
+			t.Fatalf("first bundle: %+v", res)
+		}
+		// The same bundle again changes nothing.
+		res, err = inbox.Receive(ctx, db, "ferry-dmz", "to-core.0", "b1", incoming(t, 1, payment(1), payment(2)), now)
+		sqltest.Must(t, err)
+		if res.Applied != 0 || res.Duplicates != 2 || res.HWM != 2 {
+			t.Fatalf("replayed bundle: %+v", res)
+		}
+		// A gap waits.
+		_, err = inbox.Receive(ctx, db, "ferry-dmz", "to-core.0", "b3", incoming(t, 4, payment(4)), now)
+		if !errors.Is(err, inbox.ErrGap) {
+			t.Fatalf("gap: err = %v", err)
+		}
+		// Overlap applies only the new part.
+		res, err = inbox.Receive(ctx, db, "ferry-dmz", "to-core.0", "b2", incoming(t, 2, payment(2), payment(3)), now)
+		sqltest.Must(t, err)
+		if res.Applied != 1 || res.Duplicates != 1 || res.HWM != 3 {
+			t.Fatalf("overlap: %+v", res)
+		}
+		var n int
+		sqltest.Must(t, db.QueryRowContext(ctx, `SELECT count(*) FROM ferry_inbox`).Scan(&n))
+		if n != 3 {
+			t.Fatalf("inbox holds %d messages, want 3", n)
+		}
+	})
+}
+
+func TestInboxConsumerOrderAndRetry(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := setup(t, db)
+		_, err := inbox.Receive(ctx, db, "ferry-dmz", "to-core.0", "b1", incoming(t, 1, payment(1), payment(2), payment(3)), time.Now())
+		sqltest.Must(t, err)
+		_, err = db.ExecContext(ctx, `CREATE TABLE applied (message_id TEXT PRIMARY KEY, n INTEGER)`)
+		sqltest.Must(t, err)
+		now := time.Now()
+		failOnce := true
+		var order []string
+		c := inbox.NewConsumer(inbox.Config{DB: db, Logger: logging.Discard(), Now: func() time.Time { return now },
+			Handlers: map[string]inbox.Handler{envelope.TypePaymentConfirmed: func(ctx context.Context, tx *sql.Tx, e envelope.Envelope) error {
+				if e.ID == "pay:wechat:42002" && failOnce {
+					failOnce = false
+					return errors.New("partner down")
+				}
+				if _, err := tx.ExecContext(ctx, `INSERT INTO applied (message_id, n) VALUES ($1, 1)`, e.ID); err != nil {
+					return err
+				}
+				order = append(order, e.ID)
+				return nil
+			}}})
+		n, err := c.ConsumeOnce(ctx)
+		sqltest.Must(t, err)
+		if n != 1 || len(order) != 1 {
+			t.Fatalf("first pass applied %d (%v); the lane must wait behind the failed message", n, order)
+		}
+		// Not yet due: nothing happens.
+		if n, _ := c.ConsumeOnce(ctx); n != 0 {
+			t.Fatalf("retried before its time: %d", n)
+		}
+		now = now.Add(time.Minute)
+		n, err = c.ConsumeOnce(ctx)
+		sqltest.Must(t, err)
+		if n != 2 {
+			t.Fatalf("second pass applied %d", n)
+		}
+		want := []string{"pay:wechat:42001", "pay:wechat:42002", "pay:wechat:42003"}
+		if fmt.Sprint(order) != fmt.Sprint(want) {
+			t.Fatalf("order %v, want %v", order, want)
+		}
+		var cnt int
+		sqltest.Must(t, db.QueryRowContext(ctx, `SELECT count(*) FROM applied`).Scan(&cnt))
+		if cnt != 3 {
+			t.Fatalf("applied rows %d", cnt)
+		}
+	})
+}
