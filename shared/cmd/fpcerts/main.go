@@ -1,0 +1,49 @@
+// Command fpcerts creates the FinePay development PKI.
+//
+//	fpcerts -dir DIR [-force]
+//
+// It writes, into DIR:
+//
+//   - ca.pem, ca.key: the SM2 development CA ("FinePay Dev CA");
+//   - NODE-sign.pem/.key and NODE-enc.pem/.key for each node (gateway, core,
+//     ferry-dmz, ferry-intranet, sandbox): SM2 signing and encryption
+//     certificates for GM TLS and message signatures, with DNS names NODE and
+//     localhost and IP addresses 127.0.0.1 and ::1;
+//   - wechat-merchant.key/.pem and wechat-platform.key/.pem: RSA 2048 keys with
+//     self-signed certificates standing in for the WeChat Pay merchant API
+//     certificate and the WeChat Pay platform certificate (their serial
+//     numbers, printed as upper-case hex, are the serial_no values);
+//   - wechat-apiv3.key: a 32-character API v3 key;
+//   - README.txt describing these files.
+//
+// All certificates are valid for two years. Keys are written 0600,
+// certificates 0644. Everything is first written into a DIR/.tmp-* directory
+// and then renamed into place with ca.pem last, so that an interrupted run
+// never leaves a DIR/ca.pem beside a partial PKI. When DIR/ca.pem exists and
+// -force is not given, fpcerts says so and exits 0 without changing
+// anything, so it can run on every `make demo`.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+)
+
+func main() {
+	dir := flag.String("dir", "", "directory to create the development PKI in (required)")
+	force := flag.Bool("force", false, "replace an existing PKI in -dir")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: fpcerts -dir DIR [-force]\n\nCreates the FinePay development PKI in DIR.\n\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if *dir == "" || flag.NArg() != 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	if err := run(*dir, *force, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "fpcerts:", err)
+		os.Exit(1)
+	}
+}
