@@ -90,8 +90,8 @@ func (l *testLog) Write(p []byte) (int, error) {
 
 type backend struct {
 	name      string
-	gatewayDB func(t *testing.T) string
-	coreDB    func(t *testing.T) string
+	gatewayDB func(testing.TB) string
+	coreDB    func(testing.TB) string
 	redis     string
 }
 
@@ -156,7 +156,7 @@ func browser(t *testing.T) context.Context {
 	ctx, cancel := chromedp.NewContext(actx)
 	ctx, tcancel := context.WithTimeout(ctx, 3*time.Minute)
 	t.Cleanup(func() { tcancel(); cancel(); acancel() })
-	if err := chromedp.Run(ctx); err != nil {
+	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
 	return ctx
@@ -190,6 +190,16 @@ func getText(t *testing.T, url string) string {
 		t.Fatalf("GET %s: %d", url, resp.StatusCode)
 	}
 	return string(b)
+}
+
+// text returns the text of the element with id, failing the test when it cannot.
+func text(t *testing.T, ctx context.Context, id string) string {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID(id)))
+	if err != nil {
+		t.Fatalf("text of #%s: %v", id, err)
+	}
+	return strings.TrimSpace(v)
 }
 
 // eventually polls cond until it holds or the deadline passes.

@@ -33,30 +33,32 @@ func TestP2DecisionNoticeQRPayment(t *testing.T) {
 			decisionNo := fmt.Sprintf("2301021%09d", time.Now().UnixNano()%1e9)
 
 			// The clerk logs in and creates the bill.
-			var qrURL, billNo string
-			err := chromedp.Run(ctx,
+			err := chromedp.Do(ctx,
 				chromedp.Navigate(sys.CoreURL+"/console/login"),
-				chromedp.WaitVisible(`input[name=password]`, chromedp.ByQuery),
-				chromedp.SetValue(`input[name=username]`, "clerk", chromedp.ByQuery),
-				chromedp.SetValue(`input[name=password]`, "Clerk-e2e-Pass1", chromedp.ByQuery),
-				chromedp.Submit(`input[name=password]`, chromedp.ByQuery),
-				chromedp.WaitVisible(`#create-bill`, chromedp.ByID),
-				chromedp.SetValue(`#decision-no`, decisionNo, chromedp.ByID),
-				chromedp.SetValue(`#violation-serial`, "V"+decisionNo, chromedp.ByID),
-				chromedp.SetValue(`#party-name`, "张三丰", chromedp.ByID),
-				chromedp.SetValue(`#plate`, "黑A12345", chromedp.ByID),
-				chromedp.SetValue(`#fine`, fine.Yuan(), chromedp.ByID),
-				chromedp.SetValue(`#served-date`, served.String(), chromedp.ByID),
-				chromedp.SetValue(`#unit-code`, "230100", chromedp.ByID),
-				chromedp.SetValue(`#item-code`, "103050101", chromedp.ByID),
-				chromedp.Click(`#create-bill`, chromedp.ByID),
-				chromedp.WaitVisible(`#qr-url`, chromedp.ByID),
-				chromedp.Text(`#bill-no`, &billNo, chromedp.ByID),
-				chromedp.AttributeValue(`#qr-url`, "href", &qrURL, nil, chromedp.ByID),
+				chromedp.WaitVisible(chromedp.CSS(`input[name=password]`)),
+				chromedp.SetValue(chromedp.CSS(`input[name=username]`), "clerk"),
+				chromedp.SetValue(chromedp.CSS(`input[name=password]`), "Clerk-e2e-Pass1"),
+				chromedp.Submit(chromedp.CSS(`input[name=password]`)),
+				chromedp.WaitVisible(chromedp.ID("create-bill")),
+				chromedp.SetValue(chromedp.ID("decision-no"), decisionNo),
+				chromedp.SetValue(chromedp.ID("violation-serial"), "V"+decisionNo),
+				chromedp.SetValue(chromedp.ID("party-name"), "张三丰"),
+				chromedp.SetValue(chromedp.ID("plate"), "黑A12345"),
+				chromedp.SetValue(chromedp.ID("fine"), fine.Yuan()),
+				chromedp.SetValue(chromedp.ID("served-date"), served.String()),
+				chromedp.SetValue(chromedp.ID("unit-code"), "230100"),
+				chromedp.SetValue(chromedp.ID("item-code"), "103050101"),
+				chromedp.Click(chromedp.ID("create-bill")),
+				chromedp.WaitVisible(chromedp.ID("qr-url")),
 			)
 			if err != nil {
 				t.Fatalf("clerk creates the bill: %v", err)
 			}
+			href, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.ID("qr-url"), "href"))
+			if err != nil {
+				t.Fatalf("QR URL: %v", err)
+			}
+			qrURL := href.Value
 			if !strings.HasPrefix(qrURL, sys.GatewayURL+"/q/") {
 				t.Fatalf("QR URL %q is not a cashier URL on the gateway", qrURL)
 			}
@@ -65,71 +67,56 @@ func TestP2DecisionNoticeQRPayment(t *testing.T) {
 				t.Fatalf("QR token %q must be random (≥128 bits) and not carry the decision number", token)
 			}
 
-			// The payer scans it: the bill arrives at the gateway through the ferry.
-			var party, plate, shownDecision, shownFine, shownLate, shownTotal string
-			err = chromedp.Run(ctx,
-				chromedp.Navigate(qrURL),
-				chromedp.WaitVisible(`#total`, chromedp.ByID),
-				chromedp.Text(`#party`, &party, chromedp.ByID),
-				chromedp.Text(`#plate`, &plate, chromedp.ByID),
-				chromedp.Text(`#decision-no`, &shownDecision, chromedp.ByID),
-				chromedp.Text(`#fine`, &shownFine, chromedp.ByID),
-				chromedp.Text(`#late-fee`, &shownLate, chromedp.ByID),
-				chromedp.Text(`#total`, &shownTotal, chromedp.ByID),
-			)
-			if err != nil {
+			// The payer scans it: the bill has crossed to the gateway through the ferry.
+			if err := chromedp.Do(ctx, chromedp.Navigate(qrURL), chromedp.WaitVisible(chromedp.ID("total"))); err != nil {
 				t.Fatalf("cashier page: %v", err)
 			}
+			party, plate := text(t, ctx, "party"), text(t, ctx, "plate")
 			if strings.Contains(party, "三丰") || !strings.HasPrefix(party, "张") || !strings.Contains(party, "*") {
 				t.Errorf("party shown as %q: want the masked name", party)
 			}
 			if strings.Contains(plate, "12345") || !strings.HasPrefix(plate, "黑A") {
 				t.Errorf("plate shown as %q: want the masked plate", plate)
 			}
-			if strings.TrimSpace(shownDecision) != decisionNo {
-				t.Errorf("decision number shown as %q", shownDecision)
+			if got := text(t, ctx, "decision-no"); got != decisionNo {
+				t.Errorf("decision number shown as %q", got)
 			}
-			for _, c := range []struct{ got, want string }{{shownFine, fine.String()}, {shownLate, lateFee.String()}, {shownTotal, total.String()}} {
-				if !strings.Contains(c.got, c.want) {
-					t.Errorf("amount shown as %q, want %s", c.got, c.want)
+			for _, c := range []struct {
+				id   string
+				want money.Fen
+			}{{"fine", fine}, {"late-fee", lateFee}, {"total", total}} {
+				if got := text(t, ctx, c.id); !strings.Contains(got, c.want.String()) {
+					t.Errorf("#%s shown as %q, want %s", c.id, got, c.want)
 				}
 			}
 
 			// The payer chooses WeChat Pay and pays in the simulator.
-			var paid string
-			err = chromedp.Run(ctx,
-				chromedp.Click(`#pay-wechat`, chromedp.ByID),
-				chromedp.WaitVisible(`#sandbox-pay`, chromedp.ByID),
-				chromedp.Click(`#sandbox-pay`, chromedp.ByID),
-				chromedp.WaitVisible(`#pay`, chromedp.ByID),
-				chromedp.Click(`#pay`, chromedp.ByID),
-				chromedp.WaitVisible(`#paid`, chromedp.ByID),
-				chromedp.Text(`#paid`, &paid, chromedp.ByID),
+			err = chromedp.Do(ctx,
+				chromedp.Click(chromedp.ID("pay-wechat")),
+				chromedp.WaitVisible(chromedp.ID("sandbox-pay")),
+				chromedp.Click(chromedp.ID("sandbox-pay")),
+				chromedp.WaitVisible(chromedp.ID("pay")),
+				chromedp.Click(chromedp.ID("pay")),
+				chromedp.WaitVisible(chromedp.ID("paid")),
 			)
 			if err != nil {
 				t.Fatalf("pay in the WeChat Pay simulator: %v", err)
 			}
 
 			// Back on the cashier: the payment, then the e-receipt that crossed the ferry back.
-			var paidAmount, receiptCode, receiptNo, checkCode string
-			err = chromedp.Run(ctx,
+			err = chromedp.Do(ctx,
 				chromedp.Navigate(sys.GatewayURL+"/q/"+token+"/result"),
-				chromedp.WaitVisible(`#paid-amount`, chromedp.ByID),
-				chromedp.Text(`#paid-amount`, &paidAmount, chromedp.ByID),
-				chromedp.WaitVisible(`#receipt-code`, chromedp.ByID),
-				chromedp.Text(`#receipt-code`, &receiptCode, chromedp.ByID),
-				chromedp.Text(`#receipt-no`, &receiptNo, chromedp.ByID),
-				chromedp.Text(`#check-code`, &checkCode, chromedp.ByID),
+				chromedp.WaitVisible(chromedp.ID("paid-amount")),
+				chromedp.WaitVisible(chromedp.ID("receipt-code")),
 			)
 			if err != nil {
 				t.Fatalf("result page: %v", err)
 			}
-			if !strings.Contains(paidAmount, total.String()) {
-				t.Errorf("paid amount shown as %q, want %s", paidAmount, total)
+			if got := text(t, ctx, "paid-amount"); !strings.Contains(got, total.String()) {
+				t.Errorf("paid amount shown as %q, want %s", got, total)
 			}
-			if !regexp.MustCompile(`^\d{8}$`).MatchString(strings.TrimSpace(receiptCode)) ||
-				!regexp.MustCompile(`^\d{10}$`).MatchString(strings.TrimSpace(receiptNo)) ||
-				len(strings.TrimSpace(checkCode)) != 6 {
+			receiptCode, receiptNo, checkCode := text(t, ctx, "receipt-code"), text(t, ctx, "receipt-no"), text(t, ctx, "check-code")
+			if !regexp.MustCompile(`^\d{8}$`).MatchString(receiptCode) || !regexp.MustCompile(`^\d{10}$`).MatchString(receiptNo) || len(checkCode) != 6 {
 				t.Errorf("receipt shown as code %q number %q check %q", receiptCode, receiptNo, checkCode)
 			}
 
@@ -158,7 +145,7 @@ func TestP2DecisionNoticeQRPayment(t *testing.T) {
 			if state.WindowResults[0].DecisionNo != decisionNo {
 				t.Errorf("window platform got decision %q", state.WindowResults[0].DecisionNo)
 			}
-			if len(state.Receipts) != 1 || state.Receipts[0].ReceiptNo != strings.TrimSpace(receiptNo) {
+			if len(state.Receipts) != 1 || state.Receipts[0].ReceiptNo != receiptNo {
 				t.Errorf("receipts issued %+v, shown %q", state.Receipts, receiptNo)
 			}
 

@@ -43,7 +43,7 @@ type Options struct {
 
 // System is a running FinePay.
 type System struct {
-	SandboxURL, GatewayURL, CoreURL string
+	SandboxURL, GatewayURL, CoreURL   string
 	DMZMetricsURL, IntranetMetricsURL string
 	procs                             []*proc
 }

@@ -1,0 +1,73 @@
+package server
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"finepay/sandbox/internal/partnerapi"
+	"finepay/sandbox/internal/wechatsim"
+	"finepay/shared/gm"
+)
+
+// Node is the sandbox's node name in the partner envelope and in its certificate file names.
+const Node = "sandbox"
+
+// Material is the key material the sandbox runs with.
+type Material struct {
+	// SignKey signs partner responses and e-receipt seals (sandbox-sign.key).
+	SignKey *gm.PrivateKey
+	// EncKey opens payer_name_enc (sandbox-enc.key).
+	EncKey *gm.PrivateKey
+	// Callers are the nodes allowed to call the partner simulators.
+	Callers []partnerapi.Caller
+	// WeChat are the merchant's and platform's WeChat keys.
+	WeChat wechatsim.Keys
+}
+
+// LoadMaterial reads the development PKI from dir: ca.pem; sandbox-sign.key/.pem and
+// sandbox-enc.key/.pem; NAME-sign.pem of every caller, which must be issued by the CA; and the
+// WeChat files.
+func LoadMaterial(dir string, callers []string) (Material, error) {
+	var m Material
+	path := func(name string) string { return filepath.Join(dir, name) }
+	ca, err := gm.LoadCertificate(path("ca.pem"))
+	if err != nil {
+		return m, fmt.Errorf("loading the CA: %w", err)
+	}
+	if m.SignKey, err = loadPair(path(Node+"-sign.key"), path(Node+"-sign.pem")); err != nil {
+		return m, err
+	}
+	if m.EncKey, err = loadPair(path(Node+"-enc.key"), path(Node+"-enc.pem")); err != nil {
+		return m, err
+	}
+	for _, name := range callers {
+		cert, err := gm.LoadCertificate(path(name + "-sign.pem"))
+		if err != nil {
+			return m, fmt.Errorf("loading caller %s: %w", name, err)
+		}
+		if err := cert.VerifySignedBy(ca); err != nil {
+			return m, fmt.Errorf("caller %s: %w", name, err)
+		}
+		m.Callers = append(m.Callers, partnerapi.Caller{Name: name, Key: cert.PublicKey(), Fingerprint: cert.Fingerprint()})
+	}
+	if m.WeChat, err = wechatsim.LoadKeys(dir); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+// loadPair loads a private key and checks it against its certificate.
+func loadPair(keyPath, certPath string) (*gm.PrivateKey, error) {
+	key, err := gm.LoadPrivateKey(keyPath)
+	if err != nil {
+		return nil, fmt.Errorf("loading %s: %w", filepath.Base(keyPath), err)
+	}
+	cert, err := gm.LoadCertificate(certPath)
+	if err != nil {
+		return nil, fmt.Errorf("loading %s: %w", filepath.Base(certPath), err)
+	}
+	if !cert.PublicKey().Equal(key.Public()) {
+		return nil, fmt.Errorf("%s does not match %s", filepath.Base(keyPath), filepath.Base(certPath))
+	}
+	return key, nil
+}
