@@ -1,0 +1,69 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+
+	"finepay/shared/config"
+)
+
+// options are the core's configuration, read by newOptions' flags (and their CORE_ variables).
+type options struct {
+	Listen          string
+	DB              string
+	Certs           string
+	SignKey         string
+	SignCert        string
+	CACert          string
+	PartnerSignCert string
+	PartnerEncCert  string
+	GatewayURL      string
+	NonTaxURL       string
+	EReceiptURL     string
+	WindowURL       string
+	DataKeyFile     string
+	ConsolePassword string
+	APIToken        string
+	Lanes           int
+	TaskWorkers     int
+	LogLevel        string
+}
+
+// newOptions defines the flags on a new set; the returned function reads the options after
+// the set's Parse.
+func newOptions() (*config.Set, func() options) {
+	s := config.New("core", "CORE")
+	listen := s.String("listen", ":8090", "address of the HTTP server (window API, console, /healthz, /readyz, /metrics)")
+	db := s.String("db", "sqlite:var/core.db", "database URL: postgres://... or sqlite:PATH")
+	certs := s.String("certs", "certs", "directory of keys and certificates; the bare file names of the key and certificate flags are looked up in it")
+	signKey := s.String("sign-key", "core-sign.key", "the core's SM2 signing key (PKCS#8 PEM), signs partner requests")
+	signCert := s.String("sign-cert", "core-sign.pem", "the certificate of the signing key (checked against the key and the CA)")
+	caCert := s.String("ca-cert", "ca.pem", "the project CA certificate; every certificate loaded must be issued by it")
+	pSign := s.String("partner-sign-cert", "sandbox-sign.pem", "the partners' signing certificate: verifies their answers and the e-receipt seal")
+	pEnc := s.String("partner-enc-cert", "sandbox-enc.pem", "the partners' encryption certificate: payer_name_enc is encrypted to it")
+	gateway := s.String("gateway-url", "http://127.0.0.1:8080", "public base URL of the cashier; QR URL = gateway-url + /q/ + token")
+	nontax := s.String("nontax-url", "http://127.0.0.1:8070", "base URL of the non-tax system")
+	ereceipt := s.String("ereceipt-url", "http://127.0.0.1:8070", "base URL of the e-receipt platform")
+	window := s.String("window-url", "http://127.0.0.1:8070", "base URL of the window platform")
+	dataKey := s.String("data-key-file", "certs/core-data.key", "16-byte SM4 data key (hex) sealing personal fields at rest; created (mode 0600, random) with a warning at first start if absent")
+	consolePW := s.String("console-password", "", "initial password of the console user clerk (at least 8 characters of two kinds); empty: a random one is generated and logged once at first start")
+	apiToken := s.String("api-token", "", "bearer token of the window platform for /api/v1; empty: the API is open only to logged-in console sessions")
+	lanes := s.Int("lanes", 4, "outbox lanes per direction (ferry partitions)")
+	workers := s.Int("task-workers", 4, "concurrent durable-task workers")
+	level := s.String("log-level", "info", "log level: debug, info, warn, error")
+	return s, func() options {
+		return options{Listen: *listen, DB: *db, Certs: *certs, SignKey: *signKey, SignCert: *signCert, CACert: *caCert,
+			PartnerSignCert: *pSign, PartnerEncCert: *pEnc, GatewayURL: *gateway, NonTaxURL: *nontax, EReceiptURL: *ereceipt,
+			WindowURL: *window, DataKeyFile: *dataKey, ConsolePassword: *consolePW, APIToken: *apiToken, Lanes: *lanes,
+			TaskWorkers: *workers, LogLevel: *level}
+	}
+}
+
+// certPath resolves a key or certificate flag: a bare file name is looked up in the certs
+// directory; a path with a directory part is used as given.
+func (o *options) certPath(name string) string {
+	if strings.ContainsRune(name, '/') || strings.ContainsRune(name, filepath.Separator) {
+		return name
+	}
+	return filepath.Join(o.Certs, name)
+}

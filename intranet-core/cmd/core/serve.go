@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"finepay/ferry/inbox"
+	"finepay/ferry/outbox"
+	"finepay/ferry/sqldb"
+	"finepay/intranet-core/internal/bill"
+	"finepay/intranet-core/internal/console"
+	"finepay/intranet-core/internal/coredb"
+	"finepay/intranet-core/internal/ereceipt"
+	"finepay/intranet-core/internal/nontax"
+	"finepay/intranet-core/internal/partner"
+	"finepay/intranet-core/internal/payment"
+	"finepay/intranet-core/internal/pii"
+	"finepay/intranet-core/internal/receipt"
+	"finepay/intranet-core/internal/task"
+	"finepay/intranet-core/internal/window"
+	"finepay/shared/envelope"
+	"finepay/shared/gm"
+	"finepay/shared/httpx"
+	"finepay/shared/logging"
+)
+
+// keys are the SM2 keys and certificates the core works with.
+type keys struct {
+	sign        *gm.PrivateKey
+	partnerSign *gm.PublicKey
+	partnerEnc  *gm.PublicKey
+}
+
+// loadKeys reads the signing key and the certificates and checks them: the signing
+// certificate matches the key, and every certificate is issued by the CA and valid now.
+func loadKeys(o options) (keys, error) {
+	var k keys
+	ca, err := gm.LoadCertificate(o.certPath(o.CACert))
+	if err != nil {
+		return k, fmt.Errorf("CA certificate: %w", err)
+	}
+	k.sign, err = gm.LoadPrivateKey(o.certPath(o.SignKey))
+	if err != nil {
+		return k, fmt.Errorf("signing key: %w", err)
+	}
+	certs := map[string]*gm.Certificate{}
+	for _, f := range []struct{ what, name string }{
+		{"signing certificate", o.SignCert}, {"partner signing certificate", o.PartnerSignCert}, {"partner encryption certificate", o.PartnerEncCert},
+	} {
+		c, err := gm.LoadCertificate(o.certPath(f.name))
+		if err != nil {
+			return k, fmt.Errorf("%s: %w", f.what, err)
+		}
+		if err := c.VerifySignedBy(ca); err != nil {
+			return k, fmt.Errorf("%s %s: %w", f.what, o.certPath(f.name), err)
+		}
+		certs[f.what] = c
+	}
+	if !certs["signing certificate"].PublicKey().Equal(k.sign.Public()) {
+		return k, fmt.Errorf("signing certificate %s does not match the key %s", o.certPath(o.SignCert), o.certPath(o.SignKey))
+	}
+	k.partnerSign = certs["partner signing certificate"].PublicKey()
+	k.partnerEnc = certs["partner encryption certificate"].PublicKey()
+	return k, nil
+}
+
+func openDB(ctx context.Context, url string) (*sqldb.DB, error) {
+	if p, ok := strings.CutPrefix(url, "sqlite:"); ok {
+		if dir := filepath.Dir(strings.SplitN(p, "?", 2)[0]); dir != "." {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return sqldb.Open(ctx, url)
+}
+
+// serve wires the core together and runs it until ctx ends.
+func serve(ctx context.Context, o options, migrateOnly bool, stdout io.Writer) error {
+	log := logging.New(stdout, o.LogLevel, "core")
+	db, err := openDB(ctx, o.DB)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := coredb.Migrate(ctx, db); err != nil {
+		return err
+	}
+	if migrateOnly {
+		log.Info("migrations applied", "dialect", string(db.Dialect))
+		return nil
+	}
+	k, err := loadKeys(o)
+	if err != nil {
+		return err
+	}
+	dataKey, err := pii.LoadOrCreateKey(o.DataKeyFile, rand.Reader, log)
+	if err != nil {
+		return err
+	}
+	vault, err := pii.NewVault(dataKey, rand.Reader)
+	if err != nil {
+		return err
+	}
+	if o.Lanes < 1 || o.Lanes > 64 {
+		return fmt.Errorf("-lanes %d: want 1 to 64", o.Lanes)
+	}
+
+	e, reg := httpx.New(httpx.Options{Service: "core", Logger: log, Ready: func(ctx context.Context) error { return db.PingContext(ctx) }})
+	reg.MustRegister(outbox.NewBacklogCollector(db, "core"))
+
+	newPartner := func(name, url string) (*partner.Client, error) {
+		return partner.New(partner.Config{BaseURL: url, App: "core", Signer: k.sign, PartnerKey: k.partnerSign,
+			Retries: 2, Logger: log.With("partner", name)})
+	}
+	ntp, err := newPartner("nontax", o.NonTaxURL)
+	if err != nil {
+		return err
+	}
+	erp, err := newPartner("ereceipt", o.EReceiptURL)
+	if err != nil {
+		return err
+	}
+	wp, err := newPartner("window", o.WindowURL)
+	if err != nil {
+		return err
+	}
+	nt := nontax.New(ntp)
+	ob := outbox.New(o.Lanes)
+
+	bills := bill.NewService(bill.Config{DB: db, Vault: vault, Forms: nt, PartnerEncKey: k.partnerEnc, Outbox: ob,
+		GatewayURL: o.GatewayURL, Logger: log, Registry: reg})
+	handlers := map[string]task.Handler{}
+	runner := task.NewRunner(task.Config{DB: db, Handlers: handlers, Workers: o.TaskWorkers, Logger: log, Registry: reg})
+	payments := payment.NewService(payment.Config{DB: db, Vault: vault, PartnerEncKey: k.partnerEnc, NonTax: nt,
+		Window: window.New(wp), Logger: log, Registry: reg, Queued: runner.Wake})
+	receipts := receipt.NewService(receipt.Config{Issuer: ereceipt.New(erp, k.partnerSign), Outbox: ob, Logger: log})
+	handlers[payment.KindNonTaxReport] = payments.HandleNonTaxReport
+	handlers[payment.KindWindowReport] = payments.HandleWindowReport
+	handlers[receipt.KindIssue] = receipts.HandleIssue
+	consumer := inbox.NewConsumer(inbox.Config{DB: db, Logger: log, Registry: reg,
+		Handlers: map[string]inbox.Handler{envelope.TypePaymentConfirmed: payments.HandleConfirmed}})
+
+	con := console.New(console.Config{DB: db, Bills: bills, Logger: log})
+	pw, generated, created, err := con.EnsureClerk(ctx, o.ConsolePassword)
+	if err != nil {
+		return fmt.Errorf("console user: %w", err)
+	}
+	switch {
+	case generated:
+		log.Warn("console user created with a generated password; it is shown only this once, change it", "user", console.ClerkUser, "password", pw)
+	case created:
+		log.Info("console user created", "user", console.ClerkUser)
+	}
+	if o.APIToken == "" {
+		log.Warn("no -api-token: the window API accepts console sessions only")
+	}
+	bill.Routes(e.Group("/api/v1", con.APIAuth(o.APIToken)), bills)
+	con.Routes(e)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { consumer.Run(ctx) })
+	wg.Go(func() { runner.Run(ctx) })
+	err = httpx.Serve(ctx, log, o.Listen, e, nil)
+	cancel()
+	wg.Wait()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info("stopped", "at", time.Now().UTC().Format(time.RFC3339))
+	return nil
+}
