@@ -1,0 +1,35 @@
+package relay
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the relay's Prometheus metrics.
+type Metrics struct {
+	BundlesSent      *prometheus.CounterVec // ferry_bundles_sent_total{lane}
+	BundlesReceived  *prometheus.CounterVec // ferry_bundles_received_total{lane}
+	BundlesRejected  *prometheus.CounterVec // ferry_bundles_rejected_total{reason}
+	MessagesSent     prometheus.Counter     // ferry_messages_sent_total
+	MessagesReceived prometheus.Counter     // ferry_messages_received_total
+	LinkUp           prometheus.Gauge       // ferry_link_up
+}
+
+// NewMetrics makes the metrics and registers them with reg when it is not nil.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		BundlesSent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_bundles_sent_total",
+			Help: "Bundles sent (each counted once, however often it was resent), by lane."}, []string{"lane"}),
+		BundlesReceived: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_bundles_received_total",
+			Help: "Bundles verified and committed to the inbox, by lane."}, []string{"lane"}),
+		BundlesRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_bundles_rejected_total",
+			Help: "Bundles and acknowledgements refused, by reason (signature, decrypt, digest, gap, ...)."}, []string{"reason"}),
+		MessagesSent: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_messages_sent_total",
+			Help: "Messages sent in bundles (each counted once)."}),
+		MessagesReceived: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_messages_received_total",
+			Help: "Messages newly committed to the inbox."}),
+		LinkUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ferry_link_up",
+			Help: "1 when the link to the peer ferry works (intranet: the last exchange succeeded; DMZ: the peer called recently)."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.BundlesSent, m.BundlesReceived, m.BundlesRejected, m.MessagesSent, m.MessagesReceived, m.LinkUp)
+	}
+	return m
+}

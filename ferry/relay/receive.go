@@ -1,0 +1,173 @@
+package relay
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"finepay/ferry/audit"
+	"finepay/ferry/bundle"
+	"finepay/ferry/inbox"
+	"finepay/shared/gm"
+)
+
+// Accept verifies, opens and commits a bundle from the peer and returns the signed
+// acknowledgement to send back. remote names where it came from, for the records.
+//
+// A bundle committed before is acknowledged again and changes nothing (bundle.duplicate). One
+// that starts past the lane's next sequence gives a *GapError and changes nothing. One that
+// fails verification is quarantined, audited (bundle.rejected) and refused with a
+// *RejectedError. When the audit trail or the database fails the result wraps ErrUnavailable,
+// and nothing is acknowledged.
+func (r *Relay) Accept(ctx context.Context, raw []byte, remote string) ([]byte, error) {
+	r.touch()
+	h, msgs, err := bundle.Open(raw, r.cfg.Keys.PeerSign, r.cfg.Keys.Decrypter, r.cfg.Limits)
+	if err == nil {
+		err = r.checkBundle(h)
+	}
+	if err != nil {
+		return nil, r.reject(ctx, raw, remote, err)
+	}
+	unlock := r.locks.lock(h.Lane)
+	defer unlock()
+	hwm, err := r.hwm(ctx, h.Lane)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	switch {
+	case h.LastSeq <= hwm:
+		return r.duplicate(ctx, h, remote, hwm)
+	case h.FirstSeq > hwm+1:
+		return nil, r.gap(ctx, h, remote, hwm)
+	}
+	return r.commit(ctx, h, msgs, remote)
+}
+
+// checkBundle checks what Open cannot know: who may send to whom, and in which direction.
+func (r *Relay) checkBundle(h bundle.Header) error {
+	if h.From != r.cfg.Peer || h.To != r.cfg.Node {
+		return fmt.Errorf("%w: bundle from %q to %q, this link is %q to %q", ErrWrongParty, h.From, h.To, r.cfg.Peer, r.cfg.Node)
+	}
+	if dir, err := bundle.LaneDirection(h.Lane); err != nil || dir != r.cfg.Side.Receives() {
+		return fmt.Errorf("%w: lane %s (this side receives %s)", ErrForbiddenLane, h.Lane, r.cfg.Side.Receives())
+	}
+	return nil
+}
+
+func (r *Relay) hwm(ctx context.Context, lane string) (int64, error) {
+	var hwm int64
+	err := r.cfg.DB.QueryRowContext(ctx, `SELECT hwm FROM ferry_lane_in WHERE peer = $1 AND lane = $2`, r.cfg.Peer, lane).Scan(&hwm)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("relay: lane %s high-water mark: %w", lane, err)
+	}
+	return hwm, nil
+}
+
+func (r *Relay) commit(ctx context.Context, h bundle.Header, msgs []inbox.Incoming, remote string) ([]byte, error) {
+	peer := r.peerName(remote)
+	if err := r.record(ctx, bundleRecord(audit.BundleReceived, audit.OK, h, peer, "")); err != nil {
+		return nil, err
+	}
+	res, err := inbox.Receive(ctx, r.cfg.DB, r.cfg.Peer, h.Lane, h.BundleID, msgs, r.now())
+	if errors.Is(err, inbox.ErrGap) {
+		return nil, r.gap(ctx, h, remote, res.HWM)
+	}
+	if err != nil {
+		rec := bundleRecord(audit.BundleRejected, audit.Error, h, peer, "commit failed: "+err.Error())
+		if aerr := r.cfg.Audit.Record(ctx, rec); aerr != nil {
+			r.log.Error("relay: cannot audit failed commit", "bundle", h.BundleID, "err", aerr)
+		}
+		return nil, fmt.Errorf("%w: commit %s: %w", ErrUnavailable, h, err)
+	}
+	r.m.BundlesReceived.WithLabelValues(h.Lane).Inc()
+	r.m.MessagesReceived.Add(float64(res.Applied))
+	r.log.Debug("relay: bundle received", "bundle", h.BundleID, "lane", h.Lane, "first", h.FirstSeq, "last", h.LastSeq,
+		"applied", res.Applied, "duplicates", res.Duplicates)
+	return r.sealAck(h.Lane, res.HWM, h.BundleID)
+}
+
+func (r *Relay) duplicate(ctx context.Context, h bundle.Header, remote string, hwm int64) ([]byte, error) {
+	reason := fmt.Sprintf("already committed up to %d; acknowledged again", hwm)
+	if err := r.record(ctx, bundleRecord(audit.BundleDuplicate, audit.OK, h, r.peerName(remote), reason)); err != nil {
+		return nil, err
+	}
+	return r.sealAck(h.Lane, hwm, h.BundleID)
+}
+
+func (r *Relay) gap(ctx context.Context, h bundle.Header, remote string, hwm int64) error {
+	reason := fmt.Sprintf("gap: lane expects %d, bundle starts at %d; asked for a resend", hwm+1, h.FirstSeq)
+	r.m.BundlesRejected.WithLabelValues("gap").Inc()
+	if err := r.record(ctx, bundleRecord(audit.BundleRejected, audit.Rejected, h, r.peerName(remote), reason)); err != nil {
+		return err
+	}
+	return &GapError{Lane: h.Lane, Expected: hwm + 1}
+}
+
+// reject quarantines and audits a bundle that failed verification.
+func (r *Relay) reject(ctx context.Context, raw []byte, remote string, cause error) error {
+	word := reasonOf(cause)
+	r.m.BundlesRejected.WithLabelValues(word).Inc()
+	reason := word + ": " + cause.Error()
+	name, qerr := r.quarantine(raw)
+	switch {
+	case qerr != nil:
+		reason += "; quarantine failed: " + qerr.Error()
+		r.log.Error("relay: quarantine", "err", qerr)
+	case name != "":
+		reason += "; quarantined as " + name
+	}
+	rec := audit.Record{Event: audit.BundleRejected, Result: audit.Rejected, Peer: r.peerName(remote), Reason: reason}
+	if p, err := bundle.Parse(raw, r.cfg.Limits); err == nil {
+		rec = bundleRecord(audit.BundleRejected, audit.Rejected, p.Header, rec.Peer, reason+" (header fields unverified)")
+	}
+	r.log.Warn("relay: bundle rejected", "reason", word, "remote", remote, "err", cause, "quarantined", name)
+	if err := r.record(ctx, rec); err != nil {
+		return err
+	}
+	return &RejectedError{Reason: word, Err: cause}
+}
+
+// quarantine keeps the raw bytes of a rejected bundle as DIR/<hex SM3>.bundle and returns that
+// name. It writes to a temporary name, syncs, then renames.
+func (r *Relay) quarantine(raw []byte) (string, error) {
+	if r.cfg.Quarantine == "" {
+		return "", nil
+	}
+	sum := gm.SM3(raw)
+	name := hex.EncodeToString(sum[:]) + ".bundle"
+	if err := os.MkdirAll(r.cfg.Quarantine, 0o700); err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(r.cfg.Quarantine, ".incoming-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(raw)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), filepath.Join(r.cfg.Quarantine, name))
+	}
+	return name, err
+}
+
+func (r *Relay) sealAck(lane string, seq int64, bundleID string) ([]byte, error) {
+	a := bundle.Ack{From: r.cfg.Node, To: r.cfg.Peer, Lane: lane, Seq: seq, BundleID: bundleID, At: r.now()}
+	raw, err := bundle.SealAck(r.cfg.Rand, a, r.cfg.Keys.Signer)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return raw, nil
+}

@@ -1,0 +1,222 @@
+package relay
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"finepay/ferry/audit"
+	"finepay/ferry/bundle"
+	"finepay/ferry/outbox"
+)
+
+// outgoing is a sealed bundle.
+type outgoing struct {
+	raw []byte
+	h   bundle.Header
+}
+
+// envelopeBudget is how many bytes of envelopes fit in a bundle.
+func (r *Relay) envelopeBudget() int {
+	return r.cfg.Limits.MaxBytes - bundle.Overhead(r.cfg.Limits.MaxMessages)
+}
+
+// pending reads up to a bundle's worth of lane's rows after after. It fails with errRetired
+// when the next row was already retired (the peer is behind what it acknowledged).
+func (r *Relay) pending(ctx context.Context, lane string, after int64) ([]outbox.Row, error) {
+	rows, err := outbox.Pending(ctx, r.cfg.DB, lane, after, r.cfg.Limits.MaxMessages, r.envelopeBudget())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if len(rows) > 0 && rows[0].Seq != after+1 {
+		return nil, fmt.Errorf("%w: lane %s: next is %d, after %d was asked for", errRetired, lane, rows[0].Seq, after)
+	}
+	return rows, nil
+}
+
+// collect is pending, lingering once for up to linger when the bundle would not be full.
+func (r *Relay) collect(ctx context.Context, lane string, after int64, linger time.Duration) ([]outbox.Row, error) {
+	rows, err := r.pending(ctx, lane, after)
+	if err != nil || len(rows) == 0 || linger <= 0 || r.full(rows) {
+		return rows, err
+	}
+	t := time.NewTimer(linger)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-r.stopping:
+		return rows, nil
+	case <-t.C:
+	}
+	return r.pending(ctx, lane, after)
+}
+
+func (r *Relay) full(rows []outbox.Row) bool {
+	size := 0
+	for _, row := range rows {
+		size += len(row.Envelope)
+	}
+	return len(rows) >= r.cfg.Limits.MaxMessages || size >= r.envelopeBudget()/2
+}
+
+// seal builds a bundle of rows (consecutive, of one lane), halving it in the unlikely case
+// that it comes out larger than the limit.
+func (r *Relay) seal(lane string, rows []outbox.Row) (*outgoing, error) {
+	id, err := bundle.NewID(r.cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		msgs := make([][]byte, len(rows))
+		for i, row := range rows {
+			msgs[i] = row.Envelope
+		}
+		h := bundle.Header{BundleID: id, From: r.cfg.Node, To: r.cfg.Peer, Lane: lane, FirstSeq: rows[0].Seq, Created: r.now()}
+		raw, h, err := bundle.Seal(r.cfg.Rand, h, msgs, r.cfg.Keys.Signer, r.cfg.Keys.PeerEnc)
+		if err != nil {
+			return nil, err
+		}
+		if len(raw) <= r.cfg.Limits.MaxBytes || len(rows) == 1 {
+			return &outgoing{raw: raw, h: h}, nil
+		}
+		rows = rows[:len(rows)/2]
+	}
+}
+
+// prepare collects, seals and announces the lane's next bundle after after; nil when there
+// is nothing to send.
+func (r *Relay) prepare(ctx context.Context, lane string, after int64, remote string) (*outgoing, error) {
+	rows, err := r.collect(ctx, lane, after, r.cfg.Linger)
+	if err != nil || len(rows) == 0 {
+		return nil, err
+	}
+	out, err := r.seal(lane, rows)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.announce(ctx, out, remote); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// announce records a bundle as sent: it must not be sent when this fails.
+func (r *Relay) announce(ctx context.Context, o *outgoing, remote string) error {
+	if err := r.record(ctx, bundleRecord(audit.BundleSent, audit.OK, o.h, r.peerName(remote), "")); err != nil {
+		return err
+	}
+	r.m.BundlesSent.WithLabelValues(o.h.Lane).Inc()
+	r.m.MessagesSent.Add(float64(o.h.Count()))
+	return nil
+}
+
+// acknowledged handles a signed acknowledgement from the peer: it verifies it, audits it
+// (ack.received) and retires what it covers. want, when not nil, is the bundle it must answer.
+func (r *Relay) acknowledged(ctx context.Context, raw []byte, want *bundle.Header, remote string) (bundle.Ack, error) {
+	peer := r.peerName(remote)
+	a, err := bundle.OpenAck(raw, r.cfg.Keys.PeerSign)
+	if err == nil {
+		err = r.checkAck(ctx, a, want)
+	}
+	if err != nil {
+		word := reasonOf(err)
+		r.m.BundlesRejected.WithLabelValues("ack_" + word).Inc()
+		rec := audit.Record{Event: audit.AckReceived, Result: audit.Rejected, Lane: a.Lane, LastSeq: a.Seq,
+			BundleID: a.BundleID, Peer: peer, Reason: word + ": " + err.Error()}
+		if aerr := r.record(ctx, rec); aerr != nil {
+			return bundle.Ack{}, aerr
+		}
+		return bundle.Ack{}, &RejectedError{Reason: word, Err: err}
+	}
+	rec := audit.Record{Event: audit.AckReceived, Result: audit.OK, Lane: a.Lane, LastSeq: a.Seq, BundleID: a.BundleID, Peer: peer}
+	if err := r.record(ctx, rec); err != nil {
+		return bundle.Ack{}, err
+	}
+	return a, r.retire(ctx, a, want, peer)
+}
+
+// checkAck checks an acknowledgement's parties, lane and range.
+func (r *Relay) checkAck(ctx context.Context, a bundle.Ack, want *bundle.Header) error {
+	if a.From != r.cfg.Peer || a.To != r.cfg.Node {
+		return fmt.Errorf("%w: acknowledgement from %q to %q", ErrWrongParty, a.From, a.To)
+	}
+	if dir, err := bundle.LaneDirection(a.Lane); err != nil || dir != r.cfg.Side.Sends() {
+		return fmt.Errorf("%w: acknowledgement for lane %s", ErrForbiddenLane, a.Lane)
+	}
+	if want != nil && (a.Lane != want.Lane || a.BundleID != want.BundleID) {
+		return fmt.Errorf("%w: acknowledgement for %s %s, sent %s", bundle.ErrSequence, a.Lane, a.BundleID, want)
+	}
+	last, _, err := r.laneOut(ctx, a.Lane)
+	if err != nil {
+		return err
+	}
+	if a.Seq > last {
+		return fmt.Errorf("%w: lane %s acknowledged up to %d, last sent %d", ErrAckBeyondSent, a.Lane, a.Seq, last)
+	}
+	return nil
+}
+
+// retire records bundle.acknowledged and retires the outbox rows an acknowledgement covers, if
+// it covers any not yet retired.
+func (r *Relay) retire(ctx context.Context, a bundle.Ack, want *bundle.Header, peer string) error {
+	_, acked, err := r.laneOut(ctx, a.Lane)
+	if err != nil || a.Seq <= acked {
+		return err
+	}
+	rec := audit.Record{Event: audit.BundleAcknowledged, Result: audit.OK, BundleID: a.BundleID, Lane: a.Lane,
+		FirstSeq: acked + 1, LastSeq: a.Seq, Peer: peer}
+	if want != nil {
+		rec.Digests = want.Digests
+	}
+	if err := r.record(ctx, rec); err != nil {
+		return err
+	}
+	if _, err := outbox.Ack(ctx, r.cfg.DB, a.Lane, a.Seq, r.now()); err != nil {
+		return fmt.Errorf("%w: retire %s up to %d: %w", ErrUnavailable, a.Lane, a.Seq, err)
+	}
+	return nil
+}
+
+func (r *Relay) laneOut(ctx context.Context, lane string) (last, acked int64, err error) {
+	err = r.cfg.DB.QueryRowContext(ctx, `SELECT last_seq, acked_seq FROM ferry_lane_out WHERE lane = $1`, lane).Scan(&last, &acked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: lane %s: %w", ErrUnavailable, lane, err)
+	}
+	return last, acked, nil
+}
+
+// backoff is a bounded exponential backoff with full jitter.
+type backoff struct {
+	r   *Relay
+	n   int
+	min time.Duration
+}
+
+func (r *Relay) newBackoff() *backoff { return &backoff{r: r, min: 100 * time.Millisecond} }
+
+func (b *backoff) reset() { b.n = 0 }
+
+// wait sleeps for the next backoff interval; false when ctx ended first.
+func (b *backoff) wait(ctx context.Context) bool {
+	d := min(b.r.cfg.MaxBackoff, b.min<<min(b.n, 20))
+	b.n++
+	var buf [8]byte
+	if _, err := b.r.cfg.Rand.Read(buf[:]); err == nil {
+		d = d/2 + time.Duration(binary.BigEndian.Uint64(buf[:])%uint64(d/2+1))
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,77 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sync"
+
+	"finepay/ferry/outbox"
+	"finepay/ferry/sqldb"
+)
+
+// watcher keeps a snapshot of the outgoing lanes and wakes waiters when it changes.
+type watcher struct {
+	db *sqldb.DB
+
+	mu    sync.Mutex
+	lanes map[string]outbox.Lane // replaced, never modified, on change
+	ch    chan struct{}          // closed on change
+	err   error
+}
+
+func newWatcher(db *sqldb.DB) *watcher {
+	return &watcher{db: db, lanes: map[string]outbox.Lane{}, ch: make(chan struct{})}
+}
+
+// refresh reads the lanes and wakes waiters if anything changed.
+func (w *watcher) refresh(ctx context.Context) error {
+	list, err := outbox.Lanes(ctx, w.db)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil {
+		w.err = fmt.Errorf("outgoing lanes: %w", err)
+		return w.err
+	}
+	w.err = nil
+	lanes := make(map[string]outbox.Lane, len(list))
+	for _, l := range list {
+		lanes[l.Lane] = l
+	}
+	if !maps.Equal(lanes, w.lanes) {
+		w.lanes = lanes
+		w.wakeLocked()
+	}
+	return nil
+}
+
+// notify wakes waiters without a change of lanes (a lease was released).
+func (w *watcher) notify() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.wakeLocked()
+}
+
+func (w *watcher) wakeLocked() {
+	close(w.ch)
+	w.ch = make(chan struct{})
+}
+
+// snapshot returns the lanes (not to be modified) and a channel closed at the next change.
+func (w *watcher) snapshot() (map[string]outbox.Lane, <-chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lanes, w.ch
+}
+
+func (w *watcher) lane(name string) (outbox.Lane, <-chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lanes[name], w.ch
+}
+
+func (w *watcher) error() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
