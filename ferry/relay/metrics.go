@@ -28,6 +28,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		LinkUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ferry_link_up",
 			Help: "1 when the link to the peer ferry works (intranet: the last exchange succeeded; DMZ: the peer called recently)."}),
 	}
+	// Every known reason starts at zero, so that an alert on the rate of rejections sees the
+	// series before the first one happens.
+	for _, reason := range []string{"limit", "signature", "decrypt", "digest", "sequence", "forbidden_type", "invalid_message", "malformed", "gap", "other"} {
+		m.BundlesRejected.WithLabelValues(reason)
+	}
 	if reg != nil {
 		reg.MustRegister(m.BundlesSent, m.BundlesReceived, m.BundlesRejected, m.MessagesSent, m.MessagesReceived, m.LinkUp)
 	}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -67,7 +68,15 @@ func TestP2DecisionNoticeQRPayment(t *testing.T) {
 				t.Fatalf("QR token %q must be random (≥128 bits) and not carry the decision number", token)
 			}
 
-			// The payer scans it: the bill has crossed to the gateway through the ferry.
+			// The bill crosses to the gateway through the ferry; the payer scans the QR code.
+			eventually(t, "the bill to reach the gateway", 30*time.Second, func() bool {
+				resp, err := http.Get(qrURL)
+				if err != nil {
+					return false
+				}
+				resp.Body.Close()
+				return resp.StatusCode == http.StatusOK
+			})
 			if err := chromedp.Do(ctx, chromedp.Navigate(qrURL), chromedp.WaitVisible(chromedp.ID("total"))); err != nil {
 				t.Fatalf("cashier page: %v", err)
 			}
