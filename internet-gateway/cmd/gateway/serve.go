@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"finepay/ferry/inbox"
+	"finepay/ferry/outbox"
+	"finepay/ferry/sqldb"
+	"finepay/internet-gateway/internal/bill"
+	"finepay/internet-gateway/internal/cashier"
+	"finepay/internet-gateway/internal/kv"
+	"finepay/internet-gateway/internal/order"
+	"finepay/internet-gateway/internal/payment"
+	"finepay/internet-gateway/internal/store"
+	"finepay/internet-gateway/internal/wechat"
+	"finepay/shared/httpx"
+	"finepay/shared/logging"
+)
+
+// hooks let tests observe and steer a running gateway; the zero value is production.
+type hooks struct {
+	now   func() time.Time       // the clock; time.Now when nil
+	ready chan<- net.Addr        // receives the bound address
+	inbox chan<- *inbox.Consumer // receives the consumer, to wake it
+}
+
+func openDB(ctx context.Context, url string) (*sqldb.DB, error) {
+	if p, ok := strings.CutPrefix(url, "sqlite:"); ok {
+		if dir := filepath.Dir(strings.SplitN(p, "?", 2)[0]); dir != "." {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return sqldb.Open(ctx, url)
+}
+
+func openKV(ctx context.Context, o options, now func() time.Time, log *slog.Logger) (kv.Store, error) {
+	if o.Redis == "" {
+		log.Info("no -redis: bill cache, order locks and rate limits are in-process (run one replica only)")
+		return kv.NewMemory(now), nil
+	}
+	return kv.DialRedis(ctx, o.Redis, o.RedisPrefix, now)
+}
+
+// serve wires the gateway together and runs it until ctx ends.
+func serve(ctx context.Context, o options, migrateOnly bool, stdout io.Writer, h hooks) error {
+	log := logging.New(stdout, o.LogLevel, "gateway")
+	now := h.now
+	if now == nil {
+		now = time.Now
+	}
+	if err := o.check(); err != nil {
+		return err
+	}
+	db, err := openDB(ctx, o.DB)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := store.Migrate(ctx, db); err != nil {
+		return err
+	}
+	if migrateOnly {
+		log.Info("migrations applied", "dialect", string(db.Dialect))
+		return nil
+	}
+	keys, err := wechat.LoadKeys(wechat.KeyFiles{MerchantKey: o.certPath(o.WeChatKey), MerchantCert: o.certPath(o.WeChatCert),
+		PlatformCert: o.certPath(o.WeChatPlatform), APIv3Key: o.certPath(o.WeChatAPIv3Key)})
+	if err != nil {
+		return err
+	}
+	wc, err := wechat.New(wechat.Config{BaseURL: o.WeChatBaseURL, AppID: o.WeChatAppID, MchID: o.WeChatMchID, Keys: keys,
+		Now: now, Logger: log.With("channel", wechat.Channel)})
+	if err != nil {
+		return err
+	}
+	cache, err := openKV(ctx, o, now, log)
+	if err != nil {
+		return err
+	}
+	defer cache.Close()
+
+	e, reg := httpx.New(httpx.Options{Service: "gateway", Logger: log, Ready: func(ctx context.Context) error {
+		return errors.Join(db.PingContext(ctx), cache.Ping(ctx))
+	}})
+	if o.TrustProxy {
+		e.IPExtractor = echo.ExtractIPFromXFFHeader()
+	} else {
+		e.IPExtractor = echo.ExtractIPDirect()
+	}
+	reg.MustRegister(outbox.NewBacklogCollector(db, "gateway"))
+
+	st := store.New(db)
+	bills := bill.New(bill.Config{Store: st, Cache: cache, CacheTTL: o.CacheTTL, Now: now, Logger: log})
+	orders := order.New(order.Config{Store: st, Bills: bills, Locks: cache, WeChat: wc, NotifyURL: o.notifyURL(),
+		Now: now, Logger: log, Registry: reg})
+	recorder := payment.NewRecorder(payment.RecorderConfig{Store: st, Outbox: outbox.New(o.Lanes), Bills: bills,
+		Now: now, Logger: log, Registry: reg})
+	notes := payment.NewNotifications(payment.NotificationsConfig{Store: st, Recorder: recorder, WeChat: wc,
+		Now: now, Logger: log, Registry: reg})
+	poller := payment.NewPoller(payment.PollerConfig{Store: st, Recorder: recorder, WeChat: wc, AppID: o.WeChatAppID,
+		MchID: o.WeChatMchID, After: o.OrderQueryAfter, Now: now, Logger: log})
+	consumer := inbox.NewConsumer(inbox.Config{DB: db, Handlers: bills.Handlers(), Logger: log, Now: now, Registry: reg})
+	pages, err := cashier.New(cashier.Config{Bills: bills, Orders: orders, Limiter: cache, PageLimit: o.RateLimit,
+		PollLimit: o.RateLimitPoll, SandboxPayURL: o.SandboxPayURL, SecureCookies: strings.HasPrefix(o.PublicURL, "https:"),
+		Now: now, Logger: log})
+	if err != nil {
+		return err
+	}
+	pages.Register(e)
+	e.POST("/notify/wechat", notes.HandleWeChatHTTP)
+	if h.inbox != nil {
+		h.inbox <- consumer
+	}
+
+	log.Info("starting", "db", string(db.Dialect), "redis", o.Redis != "", "wechat", o.WeChatBaseURL,
+		"notify_url", o.notifyURL(), "merchant_serial", keys.MerchantSerial, "platform_certs", len(keys.Platform))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { consumer.Run(ctx) })
+	wg.Go(func() { poller.Run(ctx) })
+	err = httpx.Serve(ctx, log, o.Listen, e, h.ready)
+	cancel()
+	wg.Wait()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

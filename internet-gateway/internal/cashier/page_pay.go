@@ -1,0 +1,35 @@
+package cashier
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"finepay/internet-gateway/internal/bill"
+	"finepay/internet-gateway/internal/order"
+	"finepay/shared/httpx"
+)
+
+// postPayWeChat is POST /q/{token}/pay/wechat: create (or reuse) the WeChat order and go to
+// its QR page.
+func (h *Handler) postPayWeChat(c echo.Context) error {
+	token := c.Param("token")
+	if !csrfOK(c) {
+		return errCSRF
+	}
+	o, err := h.cfg.Orders.CreateWeChat(c.Request().Context(), token)
+	switch {
+	case errors.Is(err, bill.ErrNotFound):
+		return errNotFound
+	case errors.Is(err, order.ErrBillPaid):
+		return c.Redirect(http.StatusSeeOther, resultURL(token))
+	case errors.Is(err, order.ErrBusy):
+		return errBusy
+	case errors.Is(err, order.ErrChannel):
+		return httpx.Wrap(errChannel.Status, errChannel.Code, errChannel.Message, err)
+	case err != nil:
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, orderURL(token, o.OrderNo))
+}
