@@ -151,7 +151,9 @@ func startProc(name, bin string, env []string, lw *lineWriter) (*proc, error) {
 	cmd.Env = env
 	pw := lw.prefixed(name)
 	cmd.Stdout, cmd.Stderr = pw, pw
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Each process gets its own group (a terminal's Ctrl-C reaches the launcher, which stops them
+	// in order) and dies with the launcher if the launcher is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("launch: start %s: %w", name, err)
 	}
