@@ -1,11 +1,27 @@
 // Package audit is the ferry's audit trail: one row in ferry_audit for every bundle sent,
 // received, found to be a duplicate, rejected or acknowledged, every acknowledgement received,
-// every refused link peer, and every administrative action. Rows are only ever inserted; this
-// package has no code that updates or deletes them.
+// every refused link peer, and every administrative action. Rows are only ever inserted; the one
+// exception is Purge, which removes records older than the retention that were exported first,
+// and keeps their leaf hashes.
 //
-// Each record carries leaf_hash, the SM3 digest of 0x00 followed by the record's canonical
-// encoding, so that records can become the leaves of an RFC 6962 Merkle tree log (0x00 is RFC
-// 6962's leaf prefix; interior nodes will use 0x01). The canonical encoding, version 1, is:
+// # The log
+//
+// The records form a Merkle tree log in the shape of RFC 6962 (package merkle): record N (IDs
+// start at 1 and have no gaps) is leaf N-1, and its leaf hash, stored with it as leaf_hash, is
+// H(0x00 ‖ the record's canonical encoding); interior nodes are H(0x01 ‖ left ‖ right). H is the
+// log's hash, SM3 by default or SHA-256, chosen before the first record and fixed afterwards
+// (Configure). Record hands out IDs under the lock of the head row (ferry_audit_head), so that
+// records are committed in ID order, and never stamps a record earlier than the one before it;
+// records handed in concurrently share a transaction (group commit).
+//
+// A Checkpointer signs the log's tree head at intervals and on shutdown (see Checkpoint for the
+// signed text); Export writes a segment of the log with its checkpoints and certificates to a
+// folder and Verify checks such a folder offline. A record is tamper-evident from the first
+// checkpoint that covers it.
+//
+// # Canonical encoding
+//
+// The canonical encoding of a record, version 1, is:
 //
 //	magic      4 bytes  "FPL1"
 //	at         8 bytes  big-endian int64, Unix microseconds, UTC
@@ -24,6 +40,7 @@
 // where each string is its length as an unsigned varint (encoding/binary, minimal) followed by
 // its UTF-8 bytes. Strings are made valid UTF-8 without NUL bytes and cut to their field's limit
 // before they are encoded and stored, so a stored row re-encodes to the bytes that were hashed.
+// The record ID is not encoded: the leaf's position in the tree binds it.
 //
 // Writing is fail-closed: Record returns an error when the row cannot be written, and callers
 // then fail the operation the record is about. Err reports the latest failure (until a later
@@ -43,8 +60,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"finepay/ferry/merkle"
 	"finepay/ferry/sqldb"
-	"finepay/shared/gm"
 )
 
 // Events.
@@ -142,10 +159,14 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// LeafHash is SM3(0x00 ‖ Canonical()), the record's Merkle leaf hash.
+// LeafHash is SM3(0x00 ‖ Canonical()), the record's Merkle leaf hash in a log that uses SM3
+// (the default).
 func (r Record) LeafHash() [32]byte {
-	return gm.SM3(append([]byte{0x00}, r.Canonical()...))
+	return [32]byte(merkle.SM3.LeafHash(r.Canonical()))
 }
+
+// LeafHashWith is H(0x00 ‖ Canonical()), the record's leaf hash in a log that uses h.
+func (r Record) LeafHashWith(h merkle.Hash) []byte { return h.LeafHash(r.Canonical()) }
 
 // Config configures a Log.
 type Config struct {
@@ -165,13 +186,17 @@ type Log struct {
 	log      *slog.Logger
 	now      func() time.Time
 	failures prometheus.Counter
+	records  prometheus.Counter
+	size     prometheus.Gauge
 
 	mu      sync.Mutex
 	lastErr error
+
+	batch batcher // records waiting to be appended together
 }
 
-// New returns a Log. Its counter ferry_audit_failures_total is registered with cfg.Registry
-// when given.
+// New returns a Log. Its metrics ferry_audit_failures_total, ferry_audit_records_total and
+// ferry_audit_log_size are registered with cfg.Registry when given.
 func New(cfg Config) *Log {
 	l := &Log{db: cfg.DB, node: cfg.Node, actor: cfg.Actor, log: cfg.Logger, now: cfg.Now}
 	if l.now == nil {
@@ -182,8 +207,12 @@ func New(cfg Config) *Log {
 	}
 	l.failures = prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_audit_failures_total",
 		Help: "Audit records that could not be written (the operation they were about failed)."})
+	l.records = prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_audit_records_total",
+		Help: "Audit records this process wrote."})
+	l.size = prometheus.NewGauge(prometheus.GaugeOpts{Name: "ferry_audit_log_size",
+		Help: "Leaves of the audit log (its last record ID), as of the latest record or checkpoint of this process."})
 	if cfg.Registry != nil {
-		cfg.Registry.MustRegister(l.failures)
+		cfg.Registry.MustRegister(l.failures, l.records, l.size)
 	}
 	return l
 }
@@ -206,11 +235,10 @@ func (l *Log) Record(ctx context.Context, r Record) error {
 	}
 	r.Digests = append([]string(nil), r.Digests...)
 	r = r.normalize()
-	leaf := r.LeafHash()
-	_, err := l.db.ExecContext(ctx, `INSERT INTO ferry_audit (at, node, actor, event, result, bundle_id, lane,
-		first_seq, last_seq, peer, digests, reason, leaf_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-		r.At, r.Node, r.Actor, r.Event, r.Result, r.BundleID, r.Lane, r.FirstSeq, r.LastSeq, r.Peer,
-		strings.Join(r.Digests, ","), r.Reason, leaf[:])
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w (%s): %w", ErrUnwritable, r.Event, err) // cancelled, not a store failure
+	}
+	id, err := l.append(ctx, r)
 	if err != nil && ctx.Err() != nil {
 		return fmt.Errorf("%w (%s): %w", ErrUnwritable, r.Event, err) // cancelled, not a store failure
 	}
@@ -229,8 +257,13 @@ func (l *Log) Record(ctx context.Context, r Record) error {
 		l.log.Info("audit: records are written again")
 	}
 	l.lastErr = nil
+	l.records.Inc()
+	l.size.Set(float64(id))
 	return nil
 }
+
+// observeSize sets ferry_audit_log_size.
+func (l *Log) observeSize(n int64) { l.size.Set(float64(n)) }
 
 // Err returns the latest write failure, or nil when the latest write succeeded.
 func (l *Log) Err() error {
@@ -244,36 +277,81 @@ type Stored struct {
 	ID       int64
 	Record   Record
 	LeafHash []byte
+	Hash     merkle.Hash // the log's hash; zero means SM3
 }
 
 // Intact reports whether the stored leaf hash matches the record's fields.
 func (s Stored) Intact() bool {
-	h := s.Record.LeafHash()
-	return string(h[:]) == string(s.LeafHash)
+	h := s.Hash
+	if h == 0 {
+		h = merkle.SM3
+	}
+	return string(s.Record.LeafHashWith(h)) == string(s.LeafHash)
 }
 
 // Recent returns the n most recent records, newest first.
 func Recent(ctx context.Context, db *sqldb.DB, n int) ([]Stored, error) {
-	rows, err := db.QueryContext(ctx, `SELECT id, at, node, actor, event, result, bundle_id, lane, first_seq, last_seq,
-		peer, digests, reason, leaf_hash FROM ferry_audit ORDER BY id DESC LIMIT $1`, n)
+	out, err := query(ctx, db, `ORDER BY id DESC LIMIT $1`, n)
 	if err != nil {
 		return nil, fmt.Errorf("audit: recent: %w", err)
 	}
-	defer rows.Close()
+	return out, nil
+}
+
+// Range returns the stored records with IDs first to last, in ID order (those that exist).
+func Range(ctx context.Context, db *sqldb.DB, first, last int64) ([]Stored, error) {
+	out, err := query(ctx, db, `WHERE id >= $1 AND id <= $2 ORDER BY id`, first, last)
+	if err != nil {
+		return nil, fmt.Errorf("audit: records %d..%d: %w", first, last, err)
+	}
+	return out, nil
+}
+
+// Matching returns the stored records of bundleID, in ID order.
+func Matching(ctx context.Context, db *sqldb.DB, bundleID string) ([]Stored, error) {
+	out, err := query(ctx, db, `WHERE bundle_id = $1 ORDER BY id`, bundleID)
+	if err != nil {
+		return nil, fmt.Errorf("audit: records of bundle %s: %w", bundleID, err)
+	}
+	return out, nil
+}
+
+func query(ctx context.Context, db *sqldb.DB, where string, args ...any) ([]Stored, error) {
 	var out []Stored
+	err := eachRecord(ctx, db, where, args, func(s Stored) error {
+		out = append(out, s)
+		return nil
+	})
+	return out, err
+}
+
+// eachRecord calls fn with each record the query's WHERE and ORDER BY clauses select.
+func eachRecord(ctx context.Context, db *sqldb.DB, where string, args []any, fn func(Stored) error) error {
+	head, err := ReadHead(ctx, db)
+	if err != nil {
+		return err
+	}
+	rows, err := db.QueryContext(ctx, `SELECT id, at, node, actor, event, result, bundle_id, lane, first_seq, last_seq,
+		peer, digests, reason, leaf_hash FROM ferry_audit `+where, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
 	for rows.Next() {
-		var s Stored
+		s := Stored{Hash: head.Hash}
 		var digests string
 		r := &s.Record
 		if err := rows.Scan(&s.ID, &r.At, &r.Node, &r.Actor, &r.Event, &r.Result, &r.BundleID, &r.Lane,
 			&r.FirstSeq, &r.LastSeq, &r.Peer, &digests, &r.Reason, &s.LeafHash); err != nil {
-			return nil, fmt.Errorf("audit: recent: %w", err)
+			return err
 		}
 		r.At = r.At.UTC()
 		if digests != "" {
 			r.Digests = strings.Split(digests, ",")
 		}
-		out = append(out, s)
+		if err := fn(s); err != nil {
+			return err
+		}
 	}
-	return out, rows.Err()
+	return rows.Err()
 }

@@ -33,6 +33,7 @@ type pair struct {
 	gw, core      *sqldb.DB     // the gateway's and the core's databases
 	dmz, in       *relay.Relay
 	dmzMetrics    *relay.Metrics
+	inMetrics     *relay.Metrics
 	dmzReg        *prometheus.Registry
 	url           string
 	quarantine    string
@@ -53,7 +54,7 @@ func setup(tb testing.TB, o options) *pair {
 	p.quarantine = filepath.Join(tb.TempDir(), "quarantine")
 	p.dmzReg = prometheus.NewRegistry()
 	p.dmz, p.dmzMetrics = newRelay(tb, relay.DMZ, p.dmzNode, p.node, p.gw, p.dmzReg, p.quarantine, o)
-	p.in, _ = newRelay(tb, relay.Intranet, p.node, p.dmzNode, p.core, prometheus.NewRegistry(), "", o)
+	p.in, p.inMetrics = newRelay(tb, relay.Intranet, p.node, p.dmzNode, p.core, prometheus.NewRegistry(), "", o)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	p.ctx = ctx

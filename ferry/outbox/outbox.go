@@ -13,6 +13,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,17 +28,57 @@ import (
 // transaction must be rolled back.
 var ErrDuplicate = errors.New("outbox: message ID already queued")
 
+// ErrBackpressure is returned by Put when the message's lane already holds the configured
+// number of messages the peer has not acknowledged (WithMaxBacklog). Nothing was queued; the
+// caller's transaction must be rolled back and the producer told to retry later (services
+// answer 503). ferry_outbox_backpressure_total counts these refusals.
+var ErrBackpressure = errors.New("outbox: lane backlog full; retry later")
+
+// DefaultMaxBacklog is the backlog bound of a lane when WithMaxBacklog is not given.
+const DefaultMaxBacklog = 100_000
+
 // Outbox puts messages into lanes.
 type Outbox struct {
 	partitions int
+	maxBacklog int64
+	refused    *prometheus.CounterVec
+}
+
+// Option configures an Outbox.
+type Option func(*Outbox)
+
+// WithMaxBacklog bounds the messages of one lane not yet acknowledged by the peer: Put refuses
+// with ErrBackpressure once a lane holds n of them. n < 1 means DefaultMaxBacklog.
+func WithMaxBacklog(n int64) Option {
+	return func(o *Outbox) {
+		if n >= 1 {
+			o.maxBacklog = n
+		}
+	}
+}
+
+// WithRegistry registers ferry_outbox_backpressure_total{lane} (refusals by Put) with reg.
+func WithRegistry(reg prometheus.Registerer) Option {
+	return func(o *Outbox) {
+		if reg != nil {
+			reg.MustRegister(o.refused)
+		}
+	}
 }
 
 // New returns an outbox that spreads each direction over partitions lanes by message key.
-func New(partitions int) *Outbox {
+func New(partitions int, opts ...Option) *Outbox {
 	if partitions < 1 {
 		partitions = 1
 	}
-	return &Outbox{partitions: partitions}
+	o := &Outbox{partitions: partitions, maxBacklog: DefaultMaxBacklog,
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_outbox_backpressure_total",
+			Help: "Messages refused by outbox.Put because their lane's backlog was full (the producer was told to retry), by lane."},
+			[]string{"lane"})}
+	for _, opt := range opts {
+		opt(o)
+	}
+	return o
 }
 
 // Placed says where a message went.
@@ -44,7 +87,9 @@ type Placed struct {
 	Seq  int64
 }
 
-// Put validates env against the catalogue and queues it in tx.
+// Put validates env against the catalogue and queues it in tx. It fails with ErrBackpressure,
+// queueing nothing, when the lane already holds the outbox's backlog bound of messages not yet
+// acknowledged.
 func (o *Outbox) Put(ctx context.Context, tx *sql.Tx, env envelope.Envelope) (Placed, error) {
 	if err := env.Check(); err != nil {
 		return Placed{}, err
@@ -57,11 +102,16 @@ func (o *Outbox) Put(ctx context.Context, tx *sql.Tx, env envelope.Envelope) (Pl
 	if err != nil {
 		return Placed{}, err
 	}
-	var seq int64
+	var seq, acked int64
 	err = tx.QueryRowContext(ctx, `INSERT INTO ferry_lane_out (lane, last_seq, acked_seq) VALUES ($1, 1, 0)
-		ON CONFLICT (lane) DO UPDATE SET last_seq = ferry_lane_out.last_seq + 1 RETURNING last_seq`, lane).Scan(&seq)
+		ON CONFLICT (lane) DO UPDATE SET last_seq = ferry_lane_out.last_seq + 1 RETURNING last_seq, acked_seq`, lane).Scan(&seq, &acked)
 	if err != nil {
 		return Placed{}, fmt.Errorf("outbox: lane %s: %w", lane, err)
+	}
+	if seq-acked > o.maxBacklog {
+		// The increment above is undone with the caller's transaction, which must roll back.
+		o.refused.WithLabelValues(lane).Inc()
+		return Placed{}, fmt.Errorf("%w: lane %s holds %d unacknowledged messages (bound %d)", ErrBackpressure, lane, seq-1-acked, o.maxBacklog)
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO ferry_outbox (lane, seq, message_id, type, msg_key, created_at, envelope)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)`, lane, seq, env.ID, env.Type, env.Key, env.CreatedAt.UTC(), raw)
@@ -73,6 +123,78 @@ func (o *Outbox) Put(ctx context.Context, tx *sql.Tx, env envelope.Envelope) (Pl
 	}
 	return Placed{Lane: lane, Seq: seq}, nil
 }
+
+// PutBatch queues envs in tx like Put does one by one, with one lane update per lane and
+// multi-row inserts: for services (and the benchmark) that emit many messages in one
+// transaction. The messages of one lane keep their order in envs. It fails as a whole, with
+// ErrBackpressure when a lane would pass its backlog bound and ErrDuplicate for a message ID
+// already queued; the caller's transaction must then be rolled back.
+func (o *Outbox) PutBatch(ctx context.Context, tx *sql.Tx, envs []envelope.Envelope) ([]Placed, error) {
+	type item struct {
+		env envelope.Envelope
+		raw []byte
+		at  int // index in envs
+	}
+	byLane := map[string][]item{}
+	for i, env := range envs {
+		if err := env.Check(); err != nil {
+			return nil, err
+		}
+		raw, err := env.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		lane, err := envelope.Lane(env.Type, env.Key, o.partitions)
+		if err != nil {
+			return nil, err
+		}
+		byLane[lane] = append(byLane[lane], item{env, raw, i})
+	}
+	lanes := slices.Sorted(maps.Keys(byLane)) // one lock order for every caller
+	placed := make([]Placed, len(envs))
+	for _, lane := range lanes {
+		items := byLane[lane]
+		k := int64(len(items))
+		var last, acked int64
+		err := tx.QueryRowContext(ctx, `INSERT INTO ferry_lane_out (lane, last_seq, acked_seq) VALUES ($1, $2, 0)
+			ON CONFLICT (lane) DO UPDATE SET last_seq = ferry_lane_out.last_seq + $2 RETURNING last_seq, acked_seq`, lane, k).Scan(&last, &acked)
+		if err != nil {
+			return nil, fmt.Errorf("outbox: lane %s: %w", lane, err)
+		}
+		if last-acked > o.maxBacklog {
+			o.refused.WithLabelValues(lane).Add(float64(k))
+			return nil, fmt.Errorf("%w: lane %s holds %d unacknowledged messages, %d more would pass the bound %d",
+				ErrBackpressure, lane, last-k-acked, k, o.maxBacklog)
+		}
+		first := last - k + 1
+		for start := 0; start < len(items); start += putChunk {
+			chunk := items[start:min(len(items), start+putChunk)]
+			var q strings.Builder
+			q.WriteString(`INSERT INTO ferry_outbox (lane, seq, message_id, type, msg_key, created_at, envelope) VALUES `)
+			args := make([]any, 0, 7*len(chunk))
+			for j, it := range chunk {
+				if j > 0 {
+					q.WriteString(", ")
+				}
+				n := len(args)
+				fmt.Fprintf(&q, "($%d, $%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7)
+				seq := first + int64(start+j)
+				args = append(args, lane, seq, it.env.ID, it.env.Type, it.env.Key, it.env.CreatedAt.UTC(), it.raw)
+				placed[it.at] = Placed{Lane: lane, Seq: seq}
+			}
+			if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+				if sqldb.IsUniqueViolation(err) {
+					return nil, fmt.Errorf("%w: %w", ErrDuplicate, err)
+				}
+				return nil, fmt.Errorf("outbox: insert: %w", err)
+			}
+		}
+	}
+	return placed, nil
+}
+
+// putChunk bounds the rows of one INSERT of PutBatch (7 parameters a row).
+const putChunk = 500
 
 // Row is a queued message.
 type Row struct {
@@ -138,6 +260,19 @@ func Lanes(ctx context.Context, db *sqldb.DB) ([]Lane, error) {
 	return out, rows.Err()
 }
 
+// Oldest returns the creation time of lane's oldest message not yet acknowledged (the first after
+// sequence acked); ok is false when there is none.
+func Oldest(ctx context.Context, db *sqldb.DB, lane string, acked int64) (at time.Time, ok bool, err error) {
+	err = db.QueryRowContext(ctx, `SELECT created_at FROM ferry_outbox WHERE lane = $1 AND seq > $2 ORDER BY seq LIMIT 1`, lane, acked).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("outbox: oldest of %s: %w", lane, err)
+	}
+	return at.UTC(), true, nil
+}
+
 // ErrAckBeyondSent is returned by Ack for a sequence that was never handed out.
 var ErrAckBeyondSent = errors.New("outbox: acknowledgement beyond the last sequence sent")
 
@@ -171,22 +306,32 @@ func Ack(ctx context.Context, db *sqldb.DB, lane string, seq int64, now time.Tim
 	return retired, err
 }
 
-// BacklogCollector exports ferry_outbox_backlog{lane}: messages queued but not yet acknowledged,
-// read from the database at each scrape.
+// BacklogCollector exports, per outgoing lane, ferry_outbox_backlog{lane} (messages queued but
+// not yet acknowledged) and ferry_lane_lag_seconds{lane} (the age of the oldest of them, by its
+// creation time; 0 when there is none), read from the database at each scrape.
 type BacklogCollector struct {
 	db   *sqldb.DB
 	desc *prometheus.Desc
+	lag  *prometheus.Desc
+	now  func() time.Time
 }
 
 // NewBacklogCollector returns a collector over db's outgoing lanes.
 func NewBacklogCollector(db *sqldb.DB, service string) *BacklogCollector {
 	return &BacklogCollector{db: db, desc: prometheus.NewDesc("ferry_outbox_backlog",
 		"Messages in the outbox not yet acknowledged by the peer, per lane.", []string{"lane"},
-		prometheus.Labels{"service": service})}
+		prometheus.Labels{"service": service}),
+		lag: prometheus.NewDesc("ferry_lane_lag_seconds",
+			"Age of the lane's oldest message not yet acknowledged by the peer (by its creation time); 0 when the lane is empty.", []string{"lane"},
+			prometheus.Labels{"service": service}),
+		now: time.Now}
 }
 
 // Describe implements prometheus.Collector.
-func (c *BacklogCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *BacklogCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.desc
+	ch <- c.lag
+}
 
 // Collect implements prometheus.Collector.
 func (c *BacklogCollector) Collect(ch chan<- prometheus.Metric) {
@@ -195,9 +340,23 @@ func (c *BacklogCollector) Collect(ch chan<- prometheus.Metric) {
 	lanes, err := Lanes(ctx, c.db)
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(c.desc, err)
+		ch <- prometheus.NewInvalidMetric(c.lag, err)
 		return
 	}
+	now := c.now()
 	for _, l := range lanes {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(l.Backlog()), l.Lane)
+		lag := 0.0
+		if l.Backlog() > 0 {
+			at, ok, err := Oldest(ctx, c.db, l.Lane, l.AckedSeq)
+			if err != nil {
+				ch <- prometheus.NewInvalidMetric(c.lag, err)
+				continue
+			}
+			if ok {
+				lag = max(now.Sub(at).Seconds(), 0)
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, lag, l.Lane)
 	}
 }

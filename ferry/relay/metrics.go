@@ -7,6 +7,7 @@ type Metrics struct {
 	BundlesSent      *prometheus.CounterVec // ferry_bundles_sent_total{lane}
 	BundlesReceived  *prometheus.CounterVec // ferry_bundles_received_total{lane}
 	BundlesRejected  *prometheus.CounterVec // ferry_bundles_rejected_total{reason}
+	BundlesResent    *prometheus.CounterVec // ferry_bundles_resent_total{lane}
 	MessagesSent     prometheus.Counter     // ferry_messages_sent_total
 	MessagesReceived prometheus.Counter     // ferry_messages_received_total
 	LinkUp           prometheus.Gauge       // ferry_link_up
@@ -21,6 +22,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Bundles verified and committed to the inbox, by lane."}, []string{"lane"}),
 		BundlesRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_bundles_rejected_total",
 			Help: "Bundles and acknowledgements refused, by reason (signature, decrypt, digest, gap, ...)."}, []string{"reason"}),
+		BundlesResent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_bundles_resent_total",
+			Help: "Bundles sent again, by lane: after a transport error or timeout, a sequence gap the peer reported, or (DMZ) a bundle handed out again because it was not acknowledged in time."}, []string{"lane"}),
 		MessagesSent: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_messages_sent_total",
 			Help: "Messages sent in bundles (each counted once)."}),
 		MessagesReceived: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_messages_received_total",
@@ -34,7 +37,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.BundlesRejected.WithLabelValues(reason)
 	}
 	if reg != nil {
-		reg.MustRegister(m.BundlesSent, m.BundlesReceived, m.BundlesRejected, m.MessagesSent, m.MessagesReceived, m.LinkUp)
+		reg.MustRegister(m.BundlesSent, m.BundlesReceived, m.BundlesRejected, m.BundlesResent, m.MessagesSent, m.MessagesReceived, m.LinkUp)
 	}
 	return m
 }

@@ -38,13 +38,16 @@ func (r *Relay) Accept(ctx context.Context, raw []byte, remote string) ([]byte, 
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+	var ack []byte
 	switch {
 	case h.LastSeq <= hwm:
-		return r.duplicate(ctx, h, remote, hwm)
+		ack, err = r.duplicate(ctx, h, remote, hwm)
 	case h.FirstSeq > hwm+1:
 		return nil, r.gap(ctx, h, remote, hwm)
+	default:
+		ack, err = r.commit(ctx, h, msgs, remote)
 	}
-	return r.commit(ctx, h, msgs, remote)
+	return r.keepReceived(ctx, raw, h, msgs, ack, err)
 }
 
 // checkBundle checks what Open cannot know: who may send to whom, and in which direction.
@@ -75,6 +78,7 @@ func (r *Relay) commit(ctx context.Context, h bundle.Header, msgs []inbox.Incomi
 	if err := r.record(ctx, bundleRecord(audit.BundleReceived, audit.OK, h, peer, "")); err != nil {
 		return nil, err
 	}
+	r.failpoint(FailAfterReceiveBeforeCommit)
 	res, err := inbox.Receive(ctx, r.cfg.DB, r.cfg.Peer, h.Lane, h.BundleID, msgs, r.now())
 	if errors.Is(err, inbox.ErrGap) {
 		return nil, r.gap(ctx, h, remote, res.HWM)
@@ -86,6 +90,7 @@ func (r *Relay) commit(ctx context.Context, h bundle.Header, msgs []inbox.Incomi
 		}
 		return nil, fmt.Errorf("%w: commit %s: %w", ErrUnavailable, h, err)
 	}
+	r.failpoint(FailAfterCommitBeforeAck)
 	r.m.BundlesReceived.WithLabelValues(h.Lane).Inc()
 	r.m.MessagesReceived.Add(float64(res.Applied))
 	r.log.Debug("relay: bundle received", "bundle", h.BundleID, "lane", h.Lane, "first", h.FirstSeq, "last", h.LastSeq,

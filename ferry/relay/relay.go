@@ -150,10 +150,14 @@ type Config struct {
 	MaxBackoff  time.Duration // bound of the jittered backoff after errors [30s]
 	Pullers     int           // concurrent pull loops on the intranet side [2]
 	Quarantine  string        // directory for rejected bundles; "" keeps none
+	Evidence    Evidence      // non-repudiation evidence of each bundle; nil keeps none
 	Logger      *slog.Logger
 	Now         func() time.Time // [time.Now]
 	Rand        io.Reader        // [crypto/rand.Reader]
 	Metrics     *Metrics         // [unregistered]
+	// Failpoint, when not nil, is called at each of the Failpoints (crash tests kill the
+	// process there).
+	Failpoint func(name string)
 }
 
 func (c *Config) defaults() {

@@ -17,6 +17,7 @@ import (
 type outgoing struct {
 	raw []byte
 	h   bundle.Header
+	ids []string // message IDs, in sequence order
 }
 
 // envelopeBudget is how many bytes of envelopes fit in a bundle.
@@ -33,6 +34,9 @@ func (r *Relay) pending(ctx context.Context, lane string, after int64) ([]outbox
 	}
 	if len(rows) > 0 && rows[0].Seq != after+1 {
 		return nil, fmt.Errorf("%w: lane %s: next is %d, after %d was asked for", errRetired, lane, rows[0].Seq, after)
+	}
+	if len(rows) > 0 {
+		r.failpoint(FailAfterOutboxRead)
 	}
 	return rows, nil
 }
@@ -81,7 +85,11 @@ func (r *Relay) seal(lane string, rows []outbox.Row) (*outgoing, error) {
 			return nil, err
 		}
 		if len(raw) <= r.cfg.Limits.MaxBytes || len(rows) == 1 {
-			return &outgoing{raw: raw, h: h}, nil
+			ids := make([]string, len(rows))
+			for i, row := range rows {
+				ids[i] = row.MessageID
+			}
+			return &outgoing{raw: raw, h: h, ids: ids}, nil
 		}
 		rows = rows[:len(rows)/2]
 	}
@@ -109,6 +117,9 @@ func (r *Relay) announce(ctx context.Context, o *outgoing, remote string) error 
 	if err := r.record(ctx, bundleRecord(audit.BundleSent, audit.OK, o.h, r.peerName(remote), "")); err != nil {
 		return err
 	}
+	if err := r.keepSent(ctx, o); err != nil {
+		return err
+	}
 	r.m.BundlesSent.WithLabelValues(o.h.Lane).Inc()
 	r.m.MessagesSent.Add(float64(o.h.Count()))
 	return nil
@@ -134,6 +145,9 @@ func (r *Relay) acknowledged(ctx context.Context, raw []byte, want *bundle.Heade
 	}
 	rec := audit.Record{Event: audit.AckReceived, Result: audit.OK, Lane: a.Lane, LastSeq: a.Seq, BundleID: a.BundleID, Peer: peer}
 	if err := r.record(ctx, rec); err != nil {
+		return bundle.Ack{}, err
+	}
+	if err := r.keepAck(ctx, raw, a); err != nil {
 		return bundle.Ack{}, err
 	}
 	return a, r.retire(ctx, a, want, peer)
@@ -203,15 +217,21 @@ func (r *Relay) newBackoff() *backoff { return &backoff{r: r, min: 100 * time.Mi
 
 func (b *backoff) reset() { b.n = 0 }
 
-// wait sleeps for the next backoff interval; false when ctx ended first.
-func (b *backoff) wait(ctx context.Context) bool {
+// next returns the next backoff interval: the n-th is drawn uniformly from [c/2, c] with
+// c = min(MaxBackoff, 100ms·2ⁿ), so that senders that failed together do not retry together.
+func (b *backoff) next() time.Duration {
 	d := min(b.r.cfg.MaxBackoff, b.min<<min(b.n, 20))
 	b.n++
 	var buf [8]byte
 	if _, err := b.r.cfg.Rand.Read(buf[:]); err == nil {
 		d = d/2 + time.Duration(binary.BigEndian.Uint64(buf[:])%uint64(d/2+1))
 	}
-	t := time.NewTimer(d)
+	return d
+}
+
+// wait sleeps for the next backoff interval; false when ctx ended first.
+func (b *backoff) wait(ctx context.Context) bool {
+	t := time.NewTimer(b.next())
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

@@ -30,6 +30,7 @@ func (r *Relay) Pull(ctx context.Context, marks map[string]int64, wait time.Dura
 				return nil, err
 			}
 			if out != nil {
+				r.failpoint(FailAfterBundleWrite)
 				return out.raw, nil
 			}
 		}
@@ -75,7 +76,9 @@ func (r *Relay) pick(lanes map[string]outbox.Lane, marks map[string]int64) (stri
 func (r *Relay) serveLane(ctx context.Context, lane string, after int64, remote string) (*outgoing, error) {
 	out, err := r.prepare(ctx, lane, after, remote)
 	if out != nil {
-		r.leases.sent(lane, out.h.LastSeq)
+		if r.leases.sent(lane, out.h.FirstSeq, out.h.LastSeq) {
+			r.m.BundlesResent.WithLabelValues(lane).Inc()
+		}
 		return out, nil
 	}
 	r.leases.release(lane)
@@ -109,8 +112,9 @@ func (r *Relay) AcceptAck(ctx context.Context, raw []byte, remote string) error 
 
 // leases are the DMZ's bundles in flight, one at most per lane.
 type leases struct {
-	mu sync.Mutex
-	m  map[string]lease
+	mu   sync.Mutex
+	m    map[string]lease
+	high map[string]int64 // the highest sequence handed out per lane
 }
 
 type lease struct {
@@ -118,7 +122,7 @@ type lease struct {
 	until time.Time
 }
 
-func newLeases() *leases { return &leases{m: map[string]lease{}} }
+func newLeases() *leases { return &leases{m: map[string]lease{}, high: map[string]int64{}} }
 
 // take leases lane unless a live lease holds it.
 func (l *leases) take(lane string, now time.Time, ttl time.Duration) bool {
@@ -131,13 +135,18 @@ func (l *leases) take(lane string, now time.Time, ttl time.Duration) bool {
 	return true
 }
 
-func (l *leases) sent(lane string, last int64) {
+// sent records that lane's bundle first..last was handed out, and reports whether it is a
+// resend (it starts at or below a sequence handed out before).
+func (l *leases) sent(lane string, first, last int64) (resend bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if cur, ok := l.m[lane]; ok {
 		cur.last = last
 		l.m[lane] = cur
 	}
+	resend = first <= l.high[lane]
+	l.high[lane] = max(l.high[lane], last)
+	return resend
 }
 
 func (l *leases) release(lane string) {

@@ -14,7 +14,18 @@ import (
 
 // auditCmd prints the most recent audit records. Reading the trail is itself an administrative
 // action: it is recorded first (admin.audit-read), and nothing is shown if that fails.
+// With a subcommand it exports, verifies or purges the log instead.
 func (g globals) auditCmd(ctx context.Context, args []string) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "export":
+			return g.auditExport(ctx, args[1:])
+		case "verify":
+			return auditVerify(args[1:], g.stdout)
+		case "purge":
+			return g.auditPurge(ctx, args[1:])
+		}
+	}
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	n := fs.Int("n", 50, "how many records")

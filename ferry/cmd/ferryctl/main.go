@@ -1,8 +1,15 @@
 // Command ferryctl inspects a ferry: the state of its lanes, its audit trail, and bundles kept in
-// quarantine or captured on the way.
+// quarantine or captured on the way; it exports, verifies and purges the tamper-evident audit
+// log, and proves who sent and who received a message.
 //
 //	ferryctl -db URL status                      lanes out (last, acked, backlog), lanes in (hwm), inbox pending
 //	ferryctl -db URL audit [-n 50]               the most recent audit records (reading them is itself audited)
+//	ferryctl -db URL audit export -out DIR [-from N] [-to N]
+//	                                             write a segment of the log with its signed checkpoints and certificates
+//	ferryctl audit verify [-ca FILE] [-trusted-checkpoint FILE] DIR
+//	                                             check an exported segment offline (no database)
+//	ferryctl -db URL audit purge -before DATE    remove exported records older than the retention
+//	ferryctl -db URL prove MESSAGE_ID            the evidence of a message's origin and receipt, checked
 //	ferryctl verify-bundle -peer-cert FILE [-ca FILE] [-key FILE] FILE
 //	                                             check a bundle's (or acknowledgement's) signature offline and say why it fails
 //
@@ -42,6 +49,13 @@ const usage = `usage: ferryctl [-db URL] [-node NAME] COMMAND [ARGS]
 commands:
   status                                        lanes out and in, inbox pending
   audit [-n 50]                                 recent audit records, newest first
+  audit export -out DIR [-from N] [-to N] [-origin NAME] [-ca FILE] [-consistency-from N]
+                                                export a segment of the audit log (and verify it)
+  audit verify [-ca FILE] [-trusted-checkpoint FILE] DIR
+                                                verify an exported segment offline
+  audit purge -before DATE                      remove exported records older than the retention
+  prove [-ca FILE] [-origin NAME] [-out DIR] MESSAGE_ID
+                                                prove who sent a message and who acknowledged it
   verify-bundle -peer-cert FILE [-ca FILE] [-key FILE] FILE
                                                 check a bundle or acknowledgement offline
 `
@@ -76,6 +90,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = g.auditCmd(ctx, rest[1:])
 	case "verify-bundle":
 		err = verifyBundle(rest[1:], stdout)
+	case "prove":
+		err = g.prove(ctx, rest[1:])
 	default:
 		err = fmt.Errorf("%w: unknown command %q", errUsage, rest[0])
 	}

@@ -8,26 +8,22 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"finepay/ferry/outbox"
 	"finepay/ferry/sqldb"
 )
 
-// status prints the outgoing lanes, the incoming lanes and what the inbox holds unconsumed.
+// status prints the outgoing lanes (backlog, oldest unacknowledged message, last acknowledgement,
+// state), the incoming lanes (high-water mark, last bundle received, inbox pending) and the
+// peer's state.
 func status(ctx context.Context, db *sqldb.DB, out io.Writer) error {
-	lanes, err := outbox.Lanes(ctx, db)
-	if err != nil {
-		return err
-	}
-	acked, err := ackedAt(ctx, db)
+	now := time.Now().UTC()
+	lanes, err := lanesOut(ctx, db)
 	if err != nil {
 		return err
 	}
 	w := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "LANE OUT\tLAST\tACKED\tBACKLOG\tACKED AT")
-	for _, l := range lanes {
-		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%s\n", l.Lane, l.LastSeq, l.AckedSeq, l.Backlog(), acked[l.Lane])
-	}
-	fmt.Fprintln(w, "\nPEER\tLANE IN\tHWM\tUPDATED\tPENDING")
+	printLanesOut(w, lanes, now)
+	fmt.Fprintln(w, "\nPEER\tLANE IN\tHWM\tLAST RECEIVED\tPENDING")
+	var lastIn time.Time
 	err = eachRow(ctx, db, `SELECT l.peer, l.lane, l.hwm, l.updated_at,
 		(SELECT count(*) FROM ferry_inbox i WHERE i.peer = l.peer AND i.lane = l.lane AND i.consumed_at IS NULL)
 		FROM ferry_lane_in l ORDER BY l.peer, l.lane`, func(rows *sql.Rows) error {
@@ -37,30 +33,20 @@ func status(ctx context.Context, db *sqldb.DB, out io.Writer) error {
 		if err := rows.Scan(&peer, &lane, &hwm, &updated, &pending); err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%d\n", peer, lane, hwm, stamp(updated), pending)
+		if updated.After(lastIn) {
+			lastIn = updated.UTC()
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%d\n", peer, lane, hwm, when(now, updated), pending)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	return w.Flush()
-}
-
-func ackedAt(ctx context.Context, db *sqldb.DB) (map[string]string, error) {
-	out := map[string]string{}
-	err := eachRow(ctx, db, `SELECT lane, acked_at FROM ferry_lane_out`, func(rows *sql.Rows) error {
-		var lane string
-		var at sql.NullTime
-		if err := rows.Scan(&lane, &at); err != nil {
-			return err
-		}
-		out[lane] = "-"
-		if at.Valid {
-			out[lane] = stamp(at.Time)
-		}
-		return nil
-	})
-	return out, err
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	printPeer(out, lanes, lastIn, now)
+	return nil
 }
 
 func eachRow(ctx context.Context, db *sqldb.DB, query string, f func(*sql.Rows) error) error {

@@ -21,6 +21,8 @@ type flags struct {
 	quarantine, logLevel                            *string
 	maxMessages, maxBundleBytes, pullers            *int
 	linger, longPoll, poll, resendAfter, maxBackoff *time.Duration
+	audit                                           *auditFlags
+	transport                                       *transportFlags
 }
 
 func newFlags() (*config.Set, *flags) {
@@ -52,6 +54,8 @@ func newFlags() (*config.Set, *flags) {
 		poll:           s.Duration("poll", 100*time.Millisecond, "how often the outgoing lanes are read for new messages"),
 		resendAfter:    s.Duration("resend-after", 30*time.Second, "an unacknowledged bundle is sent again after this"),
 		maxBackoff:     s.Duration("max-backoff", 30*time.Second, "bound of the jittered backoff after link errors"),
+		audit:          newAuditFlags(s),
+		transport:      newTransportFlags(s),
 	}
 }
 
@@ -66,6 +70,8 @@ type settings struct {
 	limits                                       bundle.Limits
 	pullers                                      int
 	linger, longPoll, poll, resendAfter, backoff time.Duration
+	audit                                        auditSettings
+	transport                                    transportSettings
 }
 
 func (f *flags) resolve() (settings, error) {
@@ -83,10 +89,12 @@ func (f *flags) resolve() (settings, error) {
 	case relay.Intranet:
 		s.node, s.peer, s.metrics = or(s.node, "ferry-intranet"), or(s.peer, "ferry-dmz"), or(s.metrics, ":8091")
 		u, err := url.Parse(s.peerURL)
-		if err != nil || u.Scheme != "https" || u.Host == "" {
+		if (err != nil || u.Scheme != "https" || u.Host == "") && *f.transport.transport == transportLink {
 			return s, fmt.Errorf("-peer-url %q: want https://host:port", s.peerURL)
 		}
-		s.peerServerName = or(s.peerServerName, u.Hostname())
+		if err == nil {
+			s.peerServerName = or(s.peerServerName, u.Hostname())
+		}
 	default:
 		return s, fmt.Errorf("-side %q: want dmz or intranet", s.side)
 	}
@@ -95,6 +103,13 @@ func (f *flags) resolve() (settings, error) {
 	}
 	if s.limits.MaxMessages < 1 || s.limits.MaxBytes < 1 {
 		return s, errors.New("-max-messages and -max-bundle-bytes must be positive")
+	}
+	var err error
+	if s.audit, err = f.audit.resolve(); err != nil {
+		return s, err
+	}
+	if s.transport, err = f.transport.resolve(); err != nil {
+		return s, err
 	}
 	file := func(flag *string, name string) string { return or(*flag, filepath.Join(*f.certs, name)) }
 	s.ca = file(f.ca, "ca.pem")

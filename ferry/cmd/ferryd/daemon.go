@@ -17,6 +17,7 @@ import (
 	"finepay/ferry/outbox"
 	"finepay/ferry/relay"
 	"finepay/ferry/schema"
+	"finepay/ferry/spool"
 	"finepay/ferry/sqldb"
 	"finepay/shared/gm"
 	"finepay/shared/httpx"
@@ -34,6 +35,9 @@ type daemon struct {
 	tls     tlsgm.Config
 	peerFP  string
 	metrics *relay.Metrics
+
+	checkpoints *audit.Checkpointer
+	spool       *spool.Spool // with -transport spool
 }
 
 // open connects to the database, migrates it, loads and checks the keys and builds the relay.
@@ -52,12 +56,23 @@ func open(ctx context.Context, s settings, log *slog.Logger) (*daemon, error) {
 	}
 	d := &daemon{s: s, log: log, db: db, reg: prometheus.NewRegistry(), peerFP: peerFP}
 	d.audit = audit.New(audit.Config{DB: db, Node: s.node, Actor: "ferryd", Logger: log, Registry: d.reg})
+	ev, err := d.openAuditLog(ctx, keys.Signer)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	d.metrics = relay.NewMetrics(d.reg)
 	d.reg.MustRegister(outbox.NewBacklogCollector(db, "ferryd"))
+	crash, err := crashHook(log)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	d.relay, err = relay.New(relay.Config{
 		Side: s.side, Node: s.node, Peer: s.peer, DB: db, Audit: d.audit, Keys: keys, Limits: s.limits,
 		Linger: s.linger, Poll: s.poll, LongPoll: s.longPoll, ResendAfter: s.resendAfter, MaxBackoff: s.backoff,
-		Pullers: s.pullers, Quarantine: s.quarantine, Logger: log, Metrics: d.metrics,
+		Pullers: s.pullers, Quarantine: s.quarantine, Logger: log, Metrics: d.metrics, Evidence: ev,
+		Failpoint: crash,
 	})
 	if err != nil {
 		db.Close()
@@ -131,8 +146,14 @@ func loadCert(path, node string, ca *gm.Certificate, key *gm.PrivateKey) (*gm.Ce
 func (d *daemon) serve(parent context.Context) error {
 	var client *link.Client
 	var serveLink func(context.Context) error
-	switch d.s.side {
-	case relay.DMZ:
+	switch {
+	case d.s.transport.transport == transportSpool:
+		// The spool only reads and writes its directories: no listener, nothing dialled.
+		var err error
+		if d.spool, err = d.openSpool(); err != nil {
+			return err
+		}
+	case d.s.side == relay.DMZ:
 		ln, err := tlsgm.Listen("tcp", d.s.listen, d.tls)
 		if err != nil {
 			return fmt.Errorf("link listener: %w", err)
@@ -140,7 +161,7 @@ func (d *daemon) serve(parent context.Context) error {
 		srv := link.NewServer(link.ServerConfig{Relay: d.relay, Logger: d.log, Registry: d.reg,
 			PeerFingerprint: d.peerFP, MaxBytes: d.s.limits.MaxBytes})
 		serveLink = func(ctx context.Context) error { return link.Serve(ctx, d.log.With("listener", "link"), ln, srv) }
-	case relay.Intranet:
+	case d.s.side == relay.Intranet:
 		var err error
 		client, err = link.NewClient(link.ClientConfig{URL: d.s.peerURL, TLS: d.tls, MaxBytes: d.s.limits.MaxBytes})
 		if err != nil {
@@ -148,8 +169,8 @@ func (d *daemon) serve(parent context.Context) error {
 		}
 		defer client.Close()
 	}
-	d.admin(parent, "admin.start", fmt.Sprintf("side=%s peer=%s limits=%d messages/%d bytes", d.s.side, d.s.peer,
-		d.s.limits.MaxMessages, d.s.limits.MaxBytes))
+	d.admin(parent, "admin.start", fmt.Sprintf("side=%s peer=%s limits=%d messages/%d bytes audit-hash=%s audit-retention=%s checkpoint-interval=%s",
+		d.s.side, d.s.peer, d.s.limits.MaxMessages, d.s.limits.MaxBytes, d.s.audit.hash, d.s.audit.retention, d.s.audit.checkpointInterval)+d.s.transport.describe())
 
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
@@ -161,18 +182,23 @@ func (d *daemon) serve(parent context.Context) error {
 			}
 		})
 	}
+	launch("checkpoints", d.checkpoints.Run)
 	launch("metrics", func(ctx context.Context) error {
 		return httpx.Serve(ctx, d.log.With("listener", "metrics"), d.s.metrics, d.metricsHandler(), nil)
 	})
-	if serveLink != nil {
+	switch {
+	case d.spool != nil:
+		launch("relay", func(ctx context.Context) error { return d.relay.RunDriver(ctx, d.spool) })
+	case serveLink != nil:
 		launch("link", serveLink)
 		launch("relay", func(ctx context.Context) error { return d.relay.Run(ctx, nil) })
-	} else {
+	default:
 		launch("relay", func(ctx context.Context) error { return d.relay.Run(ctx, client) })
 	}
 	<-ctx.Done()
 	wg.Wait()
 	d.admin(context.WithoutCancel(parent), "admin.stop", context.Cause(ctx).Error())
+	d.finalCheckpoint(context.WithoutCancel(parent))
 	if cause := context.Cause(ctx); !errors.Is(cause, context.Canceled) {
 		return cause
 	}
@@ -194,7 +220,7 @@ func (d *daemon) metricsHandler() http.Handler {
 	e.GET("/readyz", func(c echo.Context) error {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 		defer cancel()
-		if err := d.relay.Ready(ctx); err != nil {
+		if err := errors.Join(d.relay.Ready(ctx), d.spoolErr()); err != nil {
 			return httpx.Wrap(http.StatusServiceUnavailable, "NOT_READY", "not ready: "+err.Error(), err)
 		}
 		return c.String(http.StatusOK, "ready\n")

@@ -14,6 +14,14 @@
 //     certificate and the WeChat Pay platform certificate (their serial
 //     numbers, printed as upper-case hex, are the serial_no values);
 //   - wechat-apiv3.key: a 32-character API v3 key;
+//   - alipay-app.key/.pem and alipay-platform.key/.pem: RSA 2048 keys with
+//     self-signed certificates for the Alipay merchant application (signs
+//     requests) and Alipay (signs answers and notifications);
+//   - unionpay-root.pem and unionpay-middle.pem: a UnionPay root and middle CA;
+//     unionpay-sign.key/.pem: UnionPay's signing key and certificate (the
+//     signPubKeyCert of answers and notifications) issued by the middle CA;
+//     unionpay-merchant.key/.pem: the merchant's signing key and certificate
+//     (its decimal serial number is the certId of requests);
 //   - README.txt describing these files.
 //
 // All certificates are valid for two years. Keys are written 0600,
@@ -21,7 +29,9 @@
 // and then renamed into place with ca.pem last, so that an interrupted run
 // never leaves a DIR/ca.pem beside a partial PKI. When DIR/ca.pem exists and
 // -force is not given, fpcerts says so and exits 0 without changing
-// anything, so it can run on every `make demo`.
+// anything, so it can run on every `make demo`; only the channel key sets
+// (alipay-*, unionpay-*) missing from such a PKI, made before those channels
+// were supported, are added, each set whole.
 package main
 
 import (

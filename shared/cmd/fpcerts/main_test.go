@@ -50,6 +50,14 @@ func expectedFiles() map[string]fs.FileMode {
 		"wechat-platform.key": 0o600, "wechat-platform.pem": 0o644,
 		"wechat-apiv3.key": 0o600,
 	}
+	for _, g := range channelGroups {
+		for _, f := range g.files {
+			want[f] = 0o644
+			if strings.HasSuffix(f, ".key") {
+				want[f] = 0o600
+			}
+		}
+	}
 	for _, n := range Nodes {
 		for _, u := range []string{"sign", "enc"} {
 			want[n+"-"+u+".pem"] = 0o644
@@ -162,6 +170,8 @@ func TestFpcerts(t *testing.T) {
 		t.Errorf("wechat-apiv3.key = %q", apiv3)
 	}
 
+	checkChannelKeys(t, dir)
+
 	// The README names every file.
 	readme, _ := os.ReadFile(filepath.Join(dir, "README.txt"))
 	for name := range want {
@@ -211,6 +221,90 @@ func TestFpcerts(t *testing.T) {
 	if len(snapshot(t, dir)) != len(want) {
 		t.Fatal("-force left extra files")
 	}
+}
+
+// checkChannelKeys checks the Alipay and UnionPay files: matching RSA keys, Alipay's
+// certificates self-signed, UnionPay's signing and merchant certificates chained through the
+// middle CA to the root, the signer's common name naming UnionPay in its third field.
+func checkChannelKeys(t *testing.T, dir string) {
+	t.Helper()
+	p := func(f string) string { return filepath.Join(dir, f) }
+	for _, w := range []string{"alipay-app", "alipay-platform"} {
+		cert, key := parseRSACert(t, p(w+".pem")), parseRSAKey(t, p(w+".key"))
+		if key.N.BitLen() != 2048 || !key.PublicKey.Equal(cert.PublicKey) {
+			t.Errorf("%s: key does not match its certificate", w)
+		}
+		if err := cert.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature); err != nil {
+			t.Errorf("%s: not self-signed: %v", w, err)
+		}
+	}
+	root, middle := parseRSACert(t, p("unionpay-root.pem")), parseRSACert(t, p("unionpay-middle.pem"))
+	if !root.IsCA || !middle.IsCA {
+		t.Errorf("UnionPay root and middle must be CAs")
+	}
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	roots.AddCert(root)
+	inter.AddCert(middle)
+	for _, w := range []string{"unionpay-sign", "unionpay-merchant"} {
+		cert, key := parseRSACert(t, p(w+".pem")), parseRSAKey(t, p(w+".key"))
+		if !key.PublicKey.Equal(cert.PublicKey) || cert.IsCA {
+			t.Errorf("%s: key does not match, or a CA", w)
+		}
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			t.Errorf("%s: does not chain to the UnionPay root: %v", w, err)
+		}
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
+			t.Errorf("%s: verifies without the middle CA", w)
+		}
+	}
+	sign := parseRSACert(t, p("unionpay-sign.pem"))
+	if f := strings.Split(sign.Subject.CommonName, "@"); len(f) != 4 || f[2] != "中国银联股份有限公司" {
+		t.Errorf("unionpay-sign CN %q", sign.Subject.CommonName)
+	}
+}
+
+// TestFpcertsAddsChannelKeys: a PKI made before Alipay and UnionPay were supported gets their
+// keys on the next run, and nothing else changes.
+func TestFpcertsAddsChannelKeys(t *testing.T) {
+	dir := t.TempDir()
+	if err := run(dir, false, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range channelGroups {
+		for _, f := range g.files {
+			if err := os.Remove(filepath.Join(dir, f)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	before := snapshot(t, dir)
+	var out bytes.Buffer
+	if err := run(dir, false, &out); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != "certs: added the alipay and unionpay keys to the PKI in "+dir+"\n" {
+		t.Fatalf("printed %q", got)
+	}
+	after := snapshot(t, dir)
+	for name, s := range before {
+		if after[name] != s {
+			t.Errorf("%s changed", name)
+		}
+	}
+	if len(after) != len(expectedFiles()) {
+		t.Fatalf("%d files, want %d", len(after), len(expectedFiles()))
+	}
+	checkChannelKeys(t, dir)
+	// Only a whole missing set is added: with one UnionPay file gone, the set is made anew.
+	os.Remove(filepath.Join(dir, "unionpay-middle.pem"))
+	out.Reset()
+	if err := run(dir, false, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "added the unionpay keys") {
+		t.Fatalf("printed %q", out.String())
+	}
+	checkChannelKeys(t, dir)
 }
 
 // TestFpcertsFilesWorkForGMTLS checks that the files load into tlsgm and

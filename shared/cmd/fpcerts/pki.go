@@ -41,8 +41,7 @@ type file struct {
 func run(dir string, force bool, out io.Writer) error {
 	marker := filepath.Join(dir, "ca.pem")
 	if _, err := os.Stat(marker); err == nil && !force {
-		fmt.Fprintf(out, "certs: %s already holds a PKI\n", dir)
-		return nil
+		return complete(dir, out)
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
@@ -109,6 +108,13 @@ func generate(r io.Reader, now time.Time) ([]file, [2]string, error) {
 		return nil, serials, err
 	}
 	files = append(files, file{"wechat-apiv3.key", apiv3, keyMode})
+	for _, g := range channelGroups {
+		gf, err := g.make(r, now, notAfter)
+		if err != nil {
+			return nil, serials, fmt.Errorf("%s: %w", g.name, err)
+		}
+		files = append(files, gf...)
+	}
 	files = append(files, file{"README.txt", []byte(readme(now, notAfter, serials)), certMode})
 	files = append(files, file{"ca.pem", ca.Cert.PEM(), certMode}) // last: marks a complete PKI
 	return files, serials, nil
@@ -170,8 +176,9 @@ func alnum(r io.Reader, n int) ([]byte, error) {
 }
 
 // install writes files into a fresh DIR/.tmp-* directory, then renames them
-// into dir in order (ca.pem last). An existing ca.pem is removed first, so a
-// crash part-way never leaves ca.pem beside a mixture of old and new files.
+// into dir in order (ca.pem last). When the files include ca.pem, an existing
+// ca.pem is removed first, so a crash part-way never leaves ca.pem beside a
+// mixture of old and new files.
 func install(dir string, files []file) (err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -193,8 +200,14 @@ func install(dir string, files []file) (err error) {
 	if err := syncDir(tmp); err != nil {
 		return err
 	}
-	if err := os.Remove(filepath.Join(dir, "ca.pem")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+	replacesCA := false
+	for _, f := range files {
+		replacesCA = replacesCA || f.name == "ca.pem"
+	}
+	if replacesCA {
+		if err := os.Remove(filepath.Join(dir, "ca.pem")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 	}
 	if err := syncDir(dir); err != nil {
 		return err
@@ -290,10 +303,10 @@ WeChat Pay development files (RSA 2048, PKCS#8 keys, self-signed certificates):
                           %s
   wechat-apiv3.key        the API v3 key: 32 characters from [A-Za-z0-9], no
                           newline; decrypts callback resources (AEAD_AES_256_GCM).
-
+%s
 README.txt                this file.
 
 Run fpcerts -dir DIR -force to replace everything.
-`, serials[0], serials[1])
+`, serials[0], serials[1], channelReadme)
 	return b.String()
 }

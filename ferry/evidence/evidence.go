@@ -1,0 +1,173 @@
+// Package evidence keeps and checks the ferry's non-repudiation evidence (GB/T 39786 8.4 h:
+// evidence of origin and of receipt), one row per bundle and side in ferry_evidence:
+//
+//   - the sender keeps what it signed (role "sent") when it first sends a bundle, and the
+//     receiver's signed acknowledgement once one arrives that covers the bundle;
+//   - the receiver keeps what the sender signed (role "received") and the acknowledgement it
+//     made, once it verified and committed the bundle.
+//
+// Of a bundle, the signed part is kept: the preamble and header (with the SM3 digest of each
+// message) followed by the SM3 digest of wrapped key, nonce and ciphertext, exactly the bytes the
+// sender's SM2 signature covers, and the signature. The ciphertext is not kept: it adds nothing
+// to the proof (the header binds each message by its digest, and the receiver's inbox holds the
+// messages themselves), and the sender could not decrypt it anyway. Which bundles carried which
+// message ID is kept in ferry_evidence_message.
+//
+// Store implements relay.Evidence; Prove assembles and checks the evidence for one message, for
+// ferryctl prove. Certificates are kept by fingerprint in ferry_cert (audit.PutCert), so that a
+// proof names and checks the very certificates that signed.
+package evidence
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"finepay/ferry/audit"
+	"finepay/ferry/bundle"
+	"finepay/ferry/inbox"
+	"finepay/ferry/sqldb"
+	"finepay/shared/gm"
+)
+
+// Roles: which side of the bundle the evidence is from.
+const (
+	Sent     = "sent"
+	Received = "received"
+)
+
+// ErrUnavailable wraps every failure to keep evidence: the relay then fails the step, as it
+// does when an audit record cannot be written.
+var ErrUnavailable = errors.New("evidence: cannot keep evidence")
+
+// Config configures a Store.
+type Config struct {
+	DB       *sqldb.DB
+	Own      *gm.Certificate  // this ferry's signing certificate
+	Peer     *gm.Certificate  // the peer ferry's signing certificate
+	CA       *gm.Certificate  // their issuer (kept with them; optional)
+	Now      func() time.Time // [time.Now]
+	Generous bundle.Limits    // limits for parsing bundles already verified [256 MiB, 1M messages]
+}
+
+// Store keeps evidence in ferry_evidence.
+type Store struct {
+	cfg           Config
+	ownFP, peerFP string
+}
+
+// New returns a Store; Start keeps the certificates.
+func New(cfg Config) (*Store, error) {
+	if cfg.DB == nil || cfg.Own == nil || cfg.Peer == nil {
+		return nil, errors.New("evidence: database and both signing certificates are required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Generous.MaxBytes == 0 {
+		cfg.Generous = bundle.Limits{MaxBytes: 256 << 20, MaxMessages: 1 << 20}
+	}
+	return &Store{cfg: cfg, ownFP: cfg.Own.Fingerprint(), peerFP: cfg.Peer.Fingerprint()}, nil
+}
+
+// Start keeps both signing certificates (and the CA) in ferry_cert.
+func (s *Store) Start(ctx context.Context) error {
+	now := s.cfg.Now()
+	for _, c := range []*gm.Certificate{s.cfg.Own, s.cfg.Peer} {
+		if err := audit.PutCert(ctx, s.cfg.DB, c, s.cfg.CA, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Sent keeps a bundle this ferry signed, before it is first sent; ids are its messages' IDs in
+// sequence order.
+func (s *Store) Sent(ctx context.Context, raw []byte, h bundle.Header, ids []string) error {
+	return s.keep(ctx, Sent, raw, h, ids, s.ownFP, s.peerFP, nil, time.Time{})
+}
+
+// Received keeps a bundle this ferry verified and committed and the acknowledgement it made.
+func (s *Store) Received(ctx context.Context, raw []byte, h bundle.Header, msgs []inbox.Incoming, ack []byte) error {
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.Envelope.ID
+	}
+	p, err := bundle.ParseAck(ack)
+	if err != nil {
+		return fmt.Errorf("%w: own acknowledgement: %w", ErrUnavailable, err)
+	}
+	return s.keep(ctx, Received, raw, h, ids, s.peerFP, s.ownFP, ack, p.Ack.At)
+}
+
+func (s *Store) keep(ctx context.Context, role string, raw []byte, h bundle.Header, ids []string, senderFP, receiverFP string, ack []byte, ackAt time.Time) error {
+	p, err := bundle.Parse(raw, s.cfg.Generous)
+	if err != nil {
+		return fmt.Errorf("%w: bundle %s: %w", ErrUnavailable, h.BundleID, err)
+	}
+	if len(ids) != h.Count() {
+		return fmt.Errorf("%w: bundle %s: %d message IDs for %d messages", ErrUnavailable, h.BundleID, len(ids), h.Count())
+	}
+	var ackAtArg any
+	if ack != nil {
+		ackAtArg = ackAt.UTC()
+	}
+	err = s.cfg.DB.Tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO ferry_evidence (bundle_id, role, sender, receiver, lane, first_seq, last_seq,
+			digests, signed, signature, sender_fp, receiver_fp, at, ack, ack_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (bundle_id, role) DO NOTHING`,
+			h.BundleID, role, h.From, h.To, h.Lane, h.FirstSeq, h.LastSeq, strings.Join(h.Digests, ","), p.SignedMessage(),
+			p.Signature, senderFP, receiverFP, s.cfg.Now().UTC(), ack, ackAtArg)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return err // kept before (a bundle seen again)
+		}
+		return insertMessages(ctx, tx, h, ids)
+	})
+	if err != nil {
+		return fmt.Errorf("%w: bundle %s: %w", ErrUnavailable, h.BundleID, err)
+	}
+	return nil
+}
+
+// messageChunk bounds the rows of one INSERT.
+const messageChunk = 300
+
+func insertMessages(ctx context.Context, tx *sql.Tx, h bundle.Header, ids []string) error {
+	for start := 0; start < len(ids); start += messageChunk {
+		chunk := ids[start:min(len(ids), start+messageChunk)]
+		var q strings.Builder
+		q.WriteString(`INSERT INTO ferry_evidence_message (message_id, bundle_id, seq) VALUES `)
+		args := make([]any, 0, 3*len(chunk))
+		for i, id := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			n := len(args)
+			q.WriteString("($" + strconv.Itoa(n+1) + ", $" + strconv.Itoa(n+2) + ", $" + strconv.Itoa(n+3) + ")")
+			args = append(args, id, h.BundleID, h.FirstSeq+int64(start+i))
+		}
+		q.WriteString(` ON CONFLICT (message_id, bundle_id) DO NOTHING`)
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Acknowledged keeps a verified acknowledgement from the peer with every bundle this ferry sent
+// on its lane that it covers and that has none yet.
+func (s *Store) Acknowledged(ctx context.Context, raw []byte, a bundle.Ack) error {
+	_, err := s.cfg.DB.ExecContext(ctx, `UPDATE ferry_evidence SET ack = $1, ack_at = $2
+		WHERE role = 'sent' AND ack IS NULL AND lane = $3 AND last_seq <= $4`, raw, s.cfg.Now().UTC(), a.Lane, a.Seq)
+	if err != nil {
+		return fmt.Errorf("%w: acknowledgement of %s up to %d: %w", ErrUnavailable, a.Lane, a.Seq, err)
+	}
+	return nil
+}

@@ -1,0 +1,129 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+
+	"finepay/ferry/sqldb"
+)
+
+// Check checks the invariants on the two databases after a run: for each direction, every
+// message the producer committed is in the receiver's inbox exactly once and nothing else is;
+// each lane's inbox sequences are 1, 2, 3, ... and carry the producer's messages in the order it
+// committed them; the sender's outbox is empty and every lane acknowledged up to its last
+// sequence. It returns a line per direction and the problems found.
+func Check(ctx context.Context, gw, core *sqldb.DB) (lines, problems []string, err error) {
+	for _, d := range []struct {
+		name     string
+		from, to *sqldb.DB
+	}{{"to-gateway (core → gateway)", core, gw}, {"to-core (gateway → core)", gw, core}} {
+		p, n, err := checkDirection(ctx, d.from, d.to)
+		if err != nil {
+			return nil, nil, err
+		}
+		verdict := "ok"
+		if len(p) > 0 {
+			verdict = fmt.Sprintf("%d problems", len(p))
+		}
+		lines = append(lines, fmt.Sprintf("%s: %d produced, %d delivered once each in lane order: %s", d.name, n.produced, n.delivered, verdict))
+		for _, x := range p {
+			problems = append(problems, d.name+": "+x)
+		}
+	}
+	return lines, problems, nil
+}
+
+type tally struct{ produced, delivered int }
+
+func checkDirection(ctx context.Context, from, to *sqldb.DB) (problems []string, n tally, err error) {
+	produced := map[string]bool{}
+	rows, err := from.QueryContext(ctx, `SELECT message_id FROM chaos_produced`)
+	if err != nil {
+		return nil, n, err
+	}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, n, err
+		}
+		produced[id] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, n, err
+	}
+	n.produced = len(produced)
+
+	rows, err = to.QueryContext(ctx, `SELECT message_id, lane, seq FROM ferry_inbox ORDER BY lane, seq`)
+	if err != nil {
+		return nil, n, err
+	}
+	defer rows.Close()
+	seen := map[string]int{}
+	type laneState struct {
+		seq, last int64
+	}
+	lanes := map[string]*laneState{}
+	for rows.Next() {
+		var id, lane string
+		var seq int64
+		if err := rows.Scan(&id, &lane, &seq); err != nil {
+			return nil, n, err
+		}
+		seen[id]++
+		n.delivered++
+		if !produced[id] {
+			problems = append(problems, fmt.Sprintf("message %s delivered but never produced", id))
+		}
+		st := lanes[lane]
+		if st == nil {
+			st = &laneState{last: -1}
+			lanes[lane] = st
+		}
+		if seq != st.seq+1 {
+			problems = append(problems, fmt.Sprintf("lane %s: sequence %d follows %d", lane, seq, st.seq))
+		}
+		st.seq = seq
+		i, err := index(id)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		if i <= st.last {
+			problems = append(problems, fmt.Sprintf("lane %s: message %d delivered after %d (out of order)", lane, i, st.last))
+		}
+		st.last = i
+	}
+	if err := rows.Err(); err != nil {
+		return nil, n, err
+	}
+	for id, k := range seen {
+		if k > 1 {
+			problems = append(problems, fmt.Sprintf("message %s delivered %d times", id, k))
+		}
+	}
+	missing := 0
+	for id := range produced {
+		if seen[id] == 0 {
+			if missing < 5 {
+				problems = append(problems, fmt.Sprintf("message %s produced but not delivered", id))
+			}
+			missing++
+		}
+	}
+	if missing > 5 {
+		problems = append(problems, fmt.Sprintf("... %d messages produced but not delivered in all", missing))
+	}
+	var outbox, unacked int
+	if err := from.QueryRowContext(ctx, `SELECT count(*) FROM ferry_outbox`).Scan(&outbox); err != nil {
+		return nil, n, err
+	}
+	if err := from.QueryRowContext(ctx, `SELECT count(*) FROM ferry_lane_out WHERE acked_seq <> last_seq`).Scan(&unacked); err != nil {
+		return nil, n, err
+	}
+	if outbox != 0 || unacked != 0 {
+		problems = append(problems, fmt.Sprintf("sender's outbox holds %d rows; %d lanes not acknowledged to their end", outbox, unacked))
+	}
+	return problems, n, nil
+}

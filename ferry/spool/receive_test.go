@@ -1,0 +1,354 @@
+package spool
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"finepay/ferry/bundle"
+	"finepay/ferry/internal/fixture"
+	"finepay/shared/gm"
+)
+
+// These tests drive single steps of each side by hand, with a clock they set, and play the
+// appliance themselves.
+
+func manual(t *testing.T) (*world, *clock) {
+	t.Helper()
+	c := &clock{t: time.Date(2025, 3, 1, 8, 0, 0, 0, time.UTC)}
+	return setup(t, options{clock: c}), c
+}
+
+func read(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func write(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// bundlesOf returns the bundle files in dir by first sequence.
+func bundlesOf(t *testing.T, dir string) []string {
+	t.Helper()
+	names := withSuffix(files(t, dir), ".fpb")
+	slices.SortFunc(names, func(a, b string) int {
+		na, _ := ParseName(a)
+		nb, _ := ParseName(b)
+		return int(na.First - nb.First)
+	})
+	return names
+}
+
+func sm3Name(b []byte) string {
+	s := gm.SM3(b)
+	return hex.EncodeToString(s[:]) + ".bundle"
+}
+
+// Files out of order and twice (once under another name): each message applied once, in
+// order; the later bundles wait for the earlier; duplicates are acknowledged again; the
+// acknowledgement retires the sender's outbox and the files it still had in out/.
+func TestOutOfOrderAndDuplicates(t *testing.T) {
+	t.Parallel()
+	w, _ := manual(t)
+	fixture.Put(t, w.in.db, 1, bills(t, 24)...)
+	w.in.step(t)
+	b := bundlesOf(t, w.in.out)
+	if len(b) != 3 || len(withSuffix(files(t, w.in.out), ".fpm")) != 1 {
+		t.Fatalf("out/ holds %v", files(t, w.in.out))
+	}
+	// The third bundle first: held.
+	move(t, w.in.out, w.dmz.in, func(n string) bool { return n == b[2] })
+	w.dmz.step(t)
+	if n := count(t, w.dmz.db, `SELECT count(*) FROM ferry_inbox`); n != 0 {
+		t.Fatalf("%d messages applied past a gap", n)
+	}
+	if got := metric(t, w.dmz.reg, "ferry_spool_held_files"); got != 1 {
+		t.Fatalf("held %v", got)
+	}
+	// The first, twice.
+	first := read(t, filepath.Join(w.in.out, b[0]))
+	write(t, filepath.Join(w.dmz.in, "renamed-by-appliance.dat"), first)
+	move(t, w.in.out, w.dmz.in, func(n string) bool { return n == b[0] })
+	w.dmz.step(t)
+	if n := count(t, w.dmz.db, `SELECT count(*) FROM ferry_inbox`); n != 8 {
+		t.Fatalf("%d messages after the first bundle", n)
+	}
+	// The second: the third follows.
+	move(t, w.in.out, w.dmz.in, func(n string) bool { return n == b[1] })
+	w.dmz.step(t)
+	if n := count(t, w.dmz.db, `SELECT count(*) FROM ferry_inbox WHERE seq BETWEEN 1 AND 24`); n != 24 {
+		t.Fatalf("%d messages after all three", n)
+	}
+	if left := files(t, w.dmz.in); len(left) != 0 {
+		t.Fatalf("in/ still holds %v", left)
+	}
+	recs := records(t, w.dmz.db)
+	if got := countEvents(recs, "bundle.received", "ok"); got != 3 {
+		t.Errorf("%d bundle.received", got)
+	}
+	if got := countEvents(recs, "bundle.duplicate", "ok"); got != 1 {
+		t.Errorf("%d bundle.duplicate", got)
+	}
+	// One acknowledgement file per lane: the latest supersedes those before it.
+	acks := withSuffix(files(t, w.dmz.out), ".fpa")
+	if len(acks) != 1 || !strings.Contains(acks[0], "-to-gateway.0-24-24-") {
+		t.Fatalf("acknowledgements in out/: %v", acks)
+	}
+	// A bundle file still in the sender's out/ goes when the acknowledgement arrives.
+	write(t, filepath.Join(w.in.out, b[0]), first)
+	move(t, w.dmz.out, w.in.in, func(n string) bool { return strings.HasSuffix(n, ".fpa") })
+	w.in.step(t)
+	if n := count(t, w.in.db, `SELECT count(*) FROM ferry_outbox`); n != 0 {
+		t.Fatalf("%d outbox rows not retired", n)
+	}
+	if left := bundlesOf(t, w.in.out); len(left) != 0 {
+		t.Fatalf("acknowledged bundles left in out/: %v", left)
+	}
+}
+
+// A file cut short is retried while it may still be copied; completed, it is applied. One that
+// stays short is quarantined and audited once it has been still for Settle, and the bundle
+// delivered whole afterwards is applied.
+func TestPartialFiles(t *testing.T) {
+	t.Parallel()
+	w, c := manual(t)
+	settle := w.dmz.s.cfg.Settle
+	fixture.Put(t, w.in.db, 1, bills(t, 16)...)
+	w.in.step(t)
+	b := bundlesOf(t, w.in.out)
+	whole := read(t, filepath.Join(w.in.out, b[0]))
+	dst := filepath.Join(w.dmz.in, b[0])
+	write(t, dst, whole[:len(whole)/2])
+	for range 4 {
+		w.dmz.step(t)
+		c.add(settle / 8)
+	}
+	if _, err := os.Stat(dst); err != nil {
+		t.Fatal("a file still being copied was taken away")
+	}
+	write(t, dst, whole)
+	w.dmz.step(t)
+	if n := count(t, w.dmz.db, `SELECT count(*) FROM ferry_inbox`); n != 8 {
+		t.Fatalf("%d messages once the file was whole", n)
+	}
+
+	second := read(t, filepath.Join(w.in.out, b[1]))
+	short := second[:len(second)-10]
+	dst = filepath.Join(w.dmz.in, b[1])
+	write(t, dst, short)
+	for range settleLooks {
+		c.add(settle)
+		w.dmz.step(t)
+	}
+	if _, err := os.Stat(dst); err == nil {
+		t.Fatal("a settled short file is still in in/")
+	}
+	if _, err := os.Stat(filepath.Join(w.dmz.quarDir, sm3Name(short))); err != nil {
+		t.Fatalf("not quarantined: %v", err)
+	}
+	if !audited(t, w.dmz, sm3Name(short)) {
+		t.Fatal("quarantined without a bundle.rejected record")
+	}
+	move(t, w.in.out, w.dmz.in, func(n string) bool { return n == b[1] })
+	w.dmz.step(t)
+	if n := count(t, w.dmz.db, `SELECT count(*) FROM ferry_inbox`); n != 16 {
+		t.Fatalf("%d messages after the whole second bundle", n)
+	}
+}
+
+func audited(t *testing.T, sd *side, quarantined string) bool {
+	for _, r := range records(t, sd.db) {
+		if r.Event == "bundle.rejected" && r.Result == "rejected" && strings.Contains(r.Reason, "quarantined as "+quarantined) {
+			return true
+		}
+	}
+	return false
+}
+
+// Files that are not the peer's — garbage, a bundle magic with garbage, a bundle signed by
+// another key, an acknowledgement and a manifest with a flipped byte — are quarantined and
+// audited as bundle.rejected once settled, and nothing of them is applied.
+func TestForeignFiles(t *testing.T) {
+	t.Parallel()
+	w, c := manual(t)
+	fixture.Put(t, w.in.db, 1, bills(t, 8)...)
+	fixture.Put(t, w.dmz.db, 1, payments(t, 8)...)
+	w.in.step(t)
+	w.dmz.step(t)
+	garbage := make([]byte, 300)
+	rand.Read(garbage)
+	ownBundle := read(t, filepath.Join(w.in.out, bundlesOf(t, w.in.out)[0])) // signed by the intranet itself, not its peer
+	manifest := read(t, filepath.Join(w.in.out, withSuffix(files(t, w.in.out), ".fpm")[0]))
+	manifest[len(manifest)/2] ^= 1
+	// An acknowledgement of the intranet's with a flipped signature byte.
+	move(t, w.in.out, w.dmz.in, func(n string) bool { return strings.HasSuffix(n, ".fpb") })
+	w.dmz.step(t)
+	ack := read(t, filepath.Join(w.dmz.out, withSuffix(files(t, w.dmz.out), ".fpa")[0]))
+	ack[len(ack)-5] ^= 1
+	foreign := map[string][]byte{
+		"garbage.bin":     garbage,
+		"magic.fpb":       append([]byte(bundle.Magic), garbage...),
+		"own-bundle.fpb":  ownBundle,
+		"x-manifest.fpm":  manifest,
+		"tampered.fpa":    ack,
+		"tiny":            []byte("F"),
+		"request-ish.fpr": append([]byte(RequestMagic+"\x00\x00\x00\x02{}"), garbage[:70]...),
+	}
+	for name, b := range foreign {
+		write(t, filepath.Join(w.in.in, name), b)
+	}
+	for range settleLooks {
+		c.add(w.in.s.cfg.Settle)
+		w.in.step(t)
+	}
+	if left := files(t, w.in.in); len(left) != 0 {
+		t.Fatalf("in/ still holds %v", left)
+	}
+	for name, b := range foreign {
+		q := sm3Name(b)
+		if _, err := os.Stat(filepath.Join(w.in.quarDir, q)); err != nil {
+			t.Errorf("%s not quarantined", name)
+		}
+		if !audited(t, w.in, q) {
+			t.Errorf("%s quarantined without its bundle.rejected record", name)
+		}
+	}
+	if n := count(t, w.in.db, `SELECT count(*) FROM ferry_inbox`); n != 0 {
+		t.Errorf("%d foreign messages applied", n)
+	}
+	if n := count(t, w.in.db, `SELECT count(*) FROM ferry_outbox`); n != 8 {
+		t.Errorf("%d outbox rows left: a tampered acknowledgement retired rows", n)
+	}
+}
+
+// A bundle the appliance dropped: the peer's manifest lists it, the receiver asks for it with a
+// signed resend request (audited as bundle.missing), and the sender writes it again. An
+// acknowledgement the appliance dropped: the sender's next manifest shows it unacknowledged and
+// the receiver acknowledges again.
+func TestManifestRecoversDroppedFiles(t *testing.T) {
+	t.Parallel()
+	w, c := manual(t)
+	fixture.Put(t, w.in.db, 1, bills(t, 24)...)
+	w.in.step(t)
+	b := bundlesOf(t, w.in.out)
+	if err := os.Remove(filepath.Join(w.in.out, b[0])); err != nil { // dropped by the appliance
+		t.Fatal(err)
+	}
+	// The manifest written with the bundles: the first is not overdue yet (perhaps still on its way).
+	move(t, w.in.out, w.dmz.in, nil)
+	w.dmz.step(t)
+	if got := metric(t, w.dmz.reg, "ferry_spool_held_files"); got != 2 {
+		t.Fatalf("held %v", got)
+	}
+	if reqs := withSuffix(files(t, w.dmz.out), ".fpr"); len(reqs) != 0 {
+		t.Fatalf("a resend asked for a bundle not yet overdue: %v", reqs)
+	}
+	// A manifest written a manifest interval after the bundles: the first one is overdue.
+	c.add(w.in.s.cfg.ManifestInterval)
+	w.in.step(t)
+	move(t, w.in.out, w.dmz.in, func(n string) bool { return strings.HasSuffix(n, ".fpm") })
+	w.dmz.step(t)
+	reqs := withSuffix(files(t, w.dmz.out), ".fpr")
+	if len(reqs) != 1 {
+		t.Fatalf("no resend request: out/ holds %v", files(t, w.dmz.out))
+	}
+	r, err := OpenRequest(read(t, filepath.Join(w.dmz.out, reqs[0])), w.dmz.r.Settings().Keys.Signer.(*gm.PrivateKey).Public())
+	if err != nil || len(r.Lanes) != 1 || len(r.Lanes[0].Missing) != 1 || r.Lanes[0].Missing[0].FirstSeq != 1 {
+		t.Fatalf("request %+v, %v", r, err)
+	}
+	if countEvents(records(t, w.dmz.db), EventMissing, "ok") != 1 {
+		t.Fatal("the missing bundle was not audited")
+	}
+	move(t, w.dmz.out, w.in.in, func(n string) bool { return strings.HasSuffix(n, ".fpr") })
+	w.in.step(t)
+	if got := bundlesOf(t, w.in.out); len(got) != 1 || got[0] != b[0] {
+		t.Fatalf("the sender wrote %v again, want %s", got, b[0])
+	}
+	if metric(t, w.in.reg, "ferry_spool_resends_total") != 1 {
+		t.Fatal("resend not counted")
+	}
+	move(t, w.in.out, w.dmz.in, func(n string) bool { return strings.HasSuffix(n, ".fpb") })
+	w.dmz.step(t)
+	if n := count(t, w.dmz.db, `SELECT count(*) FROM ferry_inbox`); n != 24 {
+		t.Fatalf("%d messages", n)
+	}
+	// The appliance drops the acknowledgement too.
+	for _, n := range withSuffix(files(t, w.dmz.out), ".fpa") {
+		os.Remove(filepath.Join(w.dmz.out, n))
+	}
+	c.add(w.in.s.cfg.ManifestInterval)
+	w.in.step(t)
+	move(t, w.in.out, w.dmz.in, func(n string) bool { return strings.HasSuffix(n, ".fpm") })
+	w.dmz.step(t)
+	acks := withSuffix(files(t, w.dmz.out), ".fpa")
+	if len(acks) != 1 {
+		t.Fatalf("no acknowledgement given again: %v", files(t, w.dmz.out))
+	}
+	move(t, w.dmz.out, w.in.in, func(n string) bool { return strings.HasSuffix(n, ".fpa") })
+	w.in.step(t)
+	if n := count(t, w.in.db, `SELECT count(*) FROM ferry_outbox`); n != 0 {
+		t.Fatalf("%d outbox rows not retired", n)
+	}
+	if !bytes.Contains(read(t, filepath.Join(w.dmz.out, withSuffix(files(t, w.dmz.out), ".fpm")[0])), []byte(`"hwm":24`)) {
+		t.Error("the receiver's manifest does not show its high-water mark")
+	}
+}
+
+// One-way, a bundle every write of which the appliance lost: the sender retires it unconfirmed
+// after RetireAfter (bundle.retired); the receiver learns it from the next manifest, audits the
+// loss (bundle.missing, rejected) and does not skip the gap: the later bundle stays held.
+func TestOneWayLossIsNotSilent(t *testing.T) {
+	t.Parallel()
+	c := &clock{t: time.Date(2025, 3, 1, 8, 0, 0, 0, time.UTC)}
+	w := setup(t, options{clock: c, oneWay: true, retireAfter: time.Minute})
+	fixture.Put(t, w.in.db, 1, bills(t, 16)...)
+	w.in.step(t)
+	b := bundlesOf(t, w.in.out)
+	if err := os.Remove(filepath.Join(w.in.out, b[0])); err != nil {
+		t.Fatal(err)
+	}
+	move(t, w.in.out, w.dmz.in, func(n string) bool { return n == b[1] })
+	w.dmz.step(t)
+	c.add(2 * time.Minute)
+	w.in.step(t)
+	if n := count(t, w.in.db, `SELECT count(*) FROM ferry_outbox`); n != 0 {
+		t.Fatalf("%d rows not retired after RetireAfter", n)
+	}
+	if countEvents(records(t, w.in.db), EventRetired, "ok") != 1 {
+		t.Fatal("retirement not audited")
+	}
+	move(t, w.in.out, w.dmz.in, func(n string) bool { return strings.HasSuffix(n, ".fpm") })
+	w.dmz.step(t)
+	lost := false
+	for _, r := range records(t, w.dmz.db) {
+		if r.Event == EventMissing && r.Result == "rejected" && r.FirstSeq == 1 && r.LastSeq == 16 && strings.Contains(r.Reason, "will not come") {
+			lost = true
+		}
+	}
+	if !lost {
+		t.Fatal("the receiver did not audit the sequences lost for good")
+	}
+	if n := count(t, w.dmz.db, `SELECT count(*) FROM ferry_inbox`); n != 0 {
+		t.Fatalf("%d messages applied past the gap", n)
+	}
+	if got := metric(t, w.dmz.reg, "ferry_spool_held_files"); got != 1 {
+		t.Fatalf("held %v", got)
+	}
+	if back := files(t, w.dmz.out); len(withSuffix(back, ".fpa"))+len(withSuffix(back, ".fpr")) != 0 {
+		t.Fatalf("the one-way receiver wrote %v", back)
+	}
+}
