@@ -34,8 +34,14 @@ test-short: ## the unit tests only (skips the end-to-end browser tests)
 	$(GO) test -short -count=1 $(PKGS)
 
 .PHONY: bench
-bench: ## crypto and ferry benchmarks (ferry on PostgreSQL); ends with "ferry msgs/s: N"
+bench: ## crypto and ferry benchmarks, the ferry against NATS JetStream; ends with "ferry msgs/s: N" and "ferry/jetstream ratio: R"
 	@bash scripts/bench.sh
+
+.PHONY: chaos-ferry
+chaos-ferry: ## kill both ferryds and the producers with SIGKILL for 3 minutes (PostgreSQL), then check every message arrived once, in order
+	@mkdir -p bin
+	$(GO) build -o bin/ ./ferry/cmd/ferryd ./ferry/cmd/chaosferry
+	./bin/chaosferry -ferryd bin/ferryd -duration $${CHAOS_DURATION:-3m}
 
 .PHONY: lint
 lint: ## gofmt and go vet
@@ -44,7 +50,7 @@ lint: ## gofmt and go vet
 
 .PHONY: fuzz
 fuzz: ## run each fuzz target for 20 s
-	@for spec in "./shared/envelope FuzzEnvelopeRoundTrip" "./ferry/bundle FuzzBundleOpen" "./internet-gateway/internal/wechat FuzzWeChatNotification"; do \
+	@for spec in "./shared/envelope FuzzEnvelopeRoundTrip" "./ferry/bundle FuzzBundleOpen" "./ferry/spool FuzzManifest" "./internet-gateway/internal/wechat FuzzWeChatNotification"; do \
 		set -- $$spec; $(GO) test -run '^$$' -fuzz "^$$2$$" -fuzztime 20s $$1 || exit 1; done
 
 .PHONY: services

@@ -29,7 +29,7 @@ const (
 // Default limits.
 const (
 	DefaultMaxBytes    = 1 << 20
-	DefaultMaxMessages = 256
+	DefaultMaxMessages = 1024
 )
 
 // Limits bound what Open accepts. Zero fields take the defaults.

@@ -165,7 +165,23 @@ func (r *Relay) quarantine(raw []byte) (string, error) {
 	if err == nil {
 		err = os.Rename(f.Name(), filepath.Join(r.cfg.Quarantine, name))
 	}
+	if err == nil {
+		err = syncDir(r.cfg.Quarantine) // the rename survives a power cut
+	}
 	return name, err
+}
+
+// syncDir fsyncs a directory, making the names created or renamed in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func (r *Relay) sealAck(lane string, seq int64, bundleID string) ([]byte, error) {

@@ -8,9 +8,10 @@
 //     Pull hands out to-core bundles when the intranet ferry asks (a long poll), and AcceptAck
 //     retires them when the intranet's acknowledgement arrives. Run refuses a Transport on this
 //     side: there is no code path from the DMZ relay to the intranet.
-//   - Intranet: Run dials out through a Transport: one pusher per to-gateway lane (at most one
-//     bundle in flight per lane, resent after ResendAfter and with jittered, bounded backoff on
-//     errors), and Pullers concurrent pull loops for the to-core lanes.
+//   - Intranet: Run dials out through a Transport: one pusher per to-gateway lane (bundles go
+//     out one at a time, in order, resent after ResendAfter and with jittered, bounded backoff on
+//     errors; the next bundle is sealed while one travels, and acknowledgements are retired while
+//     the next ones travel), and Pullers concurrent pull loops for the to-core lanes.
 //
 // Every step writes its audit record before it takes effect (write-ahead, fail-closed): a bundle
 // is not sent unless bundle.sent was recorded, not committed unless bundle.received was, and
@@ -140,7 +141,7 @@ type Config struct {
 	DB         *sqldb.DB
 	Audit      *audit.Log
 	Keys       Keys
-	Limits     bundle.Limits // [1 MiB, 256 messages]
+	Limits     bundle.Limits // [1 MiB, 1024 messages]
 	Linger     time.Duration // wait this long to fill a bundle that is not full [none]
 	Poll       time.Duration // how often the outgoing lanes are read [100ms]
 	LongPoll   time.Duration // how long a pull may wait [10s]

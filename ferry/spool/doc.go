@@ -58,8 +58,10 @@
 // acknowledgements, manifests and requests, each of which replaces the one before it. At the
 // bound the sender writes no new bundle, ferry_spool_full is 1 and the log says so; nothing is
 // dropped, the outbox keeps the messages and the producer's backlog grows until the appliance
-// takes files. A bundle is not kept in memory once written: to write it again, relay.Reseal seals
-// the same messages from the outbox under the same bundle ID (a fresh key and signature).
+// takes files. Two-way, a written bundle's bytes are kept in memory (up to 64 MiB in all) so
+// that a resend is the same file; beyond that, and in one-way mode, only its header is kept and
+// relay.Reseal seals the same messages from the outbox again under the same bundle ID (a fresh
+// key and signature).
 //
 // A bundle not acknowledged in ResendAfter is written again (two-way: only the lane's oldest,
 // since the later ones are most likely waiting behind it at the peer; each further wait doubles,

@@ -333,9 +333,15 @@ func (s *Spool) reject(ctx context.Context, in *incoming) bool {
 	return true
 }
 
-// removeIn deletes a handled file from in/.
+// removeIn deletes a handled file from in/, unless another file took its name meanwhile (the
+// next step reads that one).
 func (s *Spool) removeIn(in *incoming) {
-	err := os.Remove(filepath.Join(s.cfg.In, in.name))
+	path := filepath.Join(s.cfg.In, in.name)
+	if info, err := os.Lstat(path); err == nil && (info.Size() != in.st.size || !info.ModTime().Equal(in.st.mtime)) {
+		delete(s.files, in.name)
+		return
+	}
+	err := os.Remove(path)
 	if err == nil || errors.Is(err, fs.ErrNotExist) {
 		delete(s.files, in.name)
 		return
@@ -354,6 +360,10 @@ func (s *Spool) takeManifest(ctx context.Context, in *incoming, now time.Time) b
 		s.m.files.WithLabelValues("manifest", "stale").Inc()
 		s.removeIn(in)
 		return true
+	}
+	if m.OneWay != s.cfg.OneWay && !s.warnedMode {
+		s.warnedMode = true
+		s.log.Error("spool: the peer runs the other mode (-spool-one-way must be the same on both sides)", "peer_one_way", m.OneWay, "one_way", s.cfg.OneWay)
 	}
 	var wants []Want
 	for _, sl := range m.Sent {

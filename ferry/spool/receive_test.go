@@ -352,3 +352,58 @@ func TestOneWayLossIsNotSilent(t *testing.T) {
 		t.Fatalf("the one-way receiver wrote %v", back)
 	}
 }
+
+// restart replaces a side's spool by a new one, as a restarted ferryd makes it.
+func (sd *side) restart(t *testing.T, o options) {
+	t.Helper()
+	s, err := New(Config{Relay: sd.r, Out: sd.out, In: sd.in, Poll: sd.s.cfg.Poll, ManifestInterval: sd.s.cfg.ManifestInterval,
+		OneWay: o.oneWay, RetireAfter: o.retireAfter, MaxBytes: o.maxBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sd.s = s
+	s.resync(t.Context())
+}
+
+// Both ferries restart in the middle: the sender clears its own files from out/ and seals what
+// is unacknowledged afresh, the receiver acknowledges at start what it committed; every message
+// is applied once.
+func TestRestartsMidway(t *testing.T) {
+	t.Parallel()
+	w, _ := manual(t)
+	fixture.Put(t, w.in.db, 1, bills(t, 16)...)
+	w.in.step(t)
+	b := bundlesOf(t, w.in.out)
+	move(t, w.in.out, w.dmz.in, func(n string) bool { return n == b[0] })
+	w.dmz.step(t)
+	for _, n := range files(t, w.dmz.out) { // the acknowledgement is lost in the crash
+		os.Remove(filepath.Join(w.dmz.out, n))
+	}
+	w.in.restart(t, w.o)
+	if left := files(t, w.in.out); len(left) != 0 {
+		t.Fatalf("the restarted sender left %v in out/", left)
+	}
+	w.dmz.restart(t, w.o)
+	w.dmz.step(t)
+	if acks := withSuffix(files(t, w.dmz.out), ".fpa"); len(acks) != 1 || !strings.Contains(acks[0], "-8-8-"+noBundle) {
+		t.Fatalf("no cumulative acknowledgement at start: %v", files(t, w.dmz.out))
+	}
+	w.in.step(t)
+	again := bundlesOf(t, w.in.out)
+	if len(again) != 2 || again[0] == b[0] {
+		t.Fatalf("the restarted sender wrote %v (before: %v)", again, b)
+	}
+	move(t, w.in.out, w.dmz.in, func(n string) bool { return strings.HasSuffix(n, ".fpb") })
+	w.dmz.step(t)
+	if got := inboxPlaces(t, w.dmz.db); len(got) != 16 {
+		t.Fatalf("%d messages", len(got))
+	}
+	if countEvents(records(t, w.dmz.db), "bundle.duplicate", "ok") != 1 {
+		t.Error("the bundle sealed again was not taken as a duplicate")
+	}
+	move(t, w.dmz.out, w.in.in, func(n string) bool { return strings.HasSuffix(n, ".fpa") })
+	w.in.step(t)
+	if n := count(t, w.in.db, `SELECT count(*) FROM ferry_outbox`); n != 0 {
+		t.Fatalf("%d outbox rows left", n)
+	}
+}

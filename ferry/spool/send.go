@@ -16,12 +16,14 @@ import (
 )
 
 // flight is a bundle written (or sealed and waiting to be written) and not yet acknowledged.
-// Only its header is kept once it is written: a resend seals the same messages again from the
-// outbox under the same bundle ID (relay.Reseal).
+// Two-way, its bytes are kept (within maxKept for all lanes) so that a resend is the same file;
+// otherwise only its header is, and a resend seals the same messages again from the outbox under
+// the same bundle ID (relay.Reseal).
 type flight struct {
 	h      bundle.Header
 	name   string
 	raw    []byte    // sealed and not yet written: the spool was full or the write failed
+	kept   []byte    // the bytes written, for a resend of the same file
 	size   int       // bytes of the file as sealed first (a resend is about as large)
 	sum    string    // SM3 of the file last written, hex
 	first  time.Time // first written
@@ -147,16 +149,23 @@ func (s *Spool) acked(ls *laneOut, seq int64) {
 	ls.next = max(ls.next, seq)
 	i := 0
 	for i < len(ls.flights) && ls.flights[i].h.LastSeq <= seq {
-		s.out.remove(ls.flights[i].name)
+		s.drop(ls.flights[i])
 		i++
 	}
 	ls.flights = ls.flights[i:]
 	if len(ls.flights) > 0 && ls.flights[0].h.FirstSeq <= seq {
 		for _, f := range ls.flights {
-			s.out.remove(f.name)
+			s.drop(f)
 		}
 		ls.flights, ls.next = nil, seq
 	}
+}
+
+// drop forgets a flight: its file leaves out/ if the appliance has not taken it.
+func (s *Spool) drop(f *flight) {
+	s.out.remove(f.name)
+	s.keptBytes -= int64(len(f.kept))
+	f.kept = nil
 }
 
 // gap is how long after its n-th write a bundle is written again: ResendAfter, doubling with
@@ -190,6 +199,10 @@ func (s *Spool) writeBundle(f *flight, raw []byte, now time.Time) bool {
 	s.outBytes += int64(len(raw))
 	sum := gm.SM3(raw)
 	f.raw, f.sum, f.last = nil, hex.EncodeToString(sum[:]), now
+	if f.kept == nil && !s.cfg.OneWay && s.keptBytes+int64(len(raw)) <= maxKept {
+		f.kept = raw
+		s.keptBytes += int64(len(raw))
+	}
 	if f.first.IsZero() {
 		f.first = now
 	}
@@ -223,13 +236,17 @@ func (s *Spool) resend(ctx context.Context, ls *laneOut, now time.Time) bool {
 			s.blocked = true
 			return false
 		}
-		raw, err := s.r.Reseal(ctx, f.h)
-		if errors.Is(err, relay.ErrRetired) {
-			return true // acknowledged meanwhile: the next step drops it
-		}
-		if err != nil {
-			s.log.Warn("spool: seal a bundle again", "bundle", f.h.String(), "err", err)
-			return false
+		raw := f.kept
+		if raw == nil {
+			var err error
+			raw, err = s.r.Reseal(ctx, f.h)
+			if errors.Is(err, relay.ErrRetired) {
+				return true // acknowledged meanwhile: the next step drops it
+			}
+			if err != nil {
+				s.log.Warn("spool: seal a bundle again", "bundle", f.h.String(), "err", err)
+				return false
+			}
 		}
 		reason := f.reason
 		if !s.writeBundle(f, raw, now) {

@@ -42,6 +42,8 @@ const (
 	listPerLane = 1024
 	// fillPerStep bounds the new bundles one lane writes in one step.
 	fillPerStep = 1024
+	// maxKept bounds the bytes of written bundles kept in memory for identical resends.
+	maxKept = 64 << 20
 )
 
 // Config configures a Spool. Zero durations and sizes take the defaults in brackets.
@@ -70,19 +72,21 @@ type Spool struct {
 	maxRead   int
 
 	// Receiving.
-	files     map[string]*seen  // what is known of the files in in/, by name
-	marks     map[string]int64  // high-water marks of the receiving lanes, as last read
-	peerAt    time.Time         // time of the latest manifest of the peer handled
-	reported  map[string]string // lane → the missing bundle last audited
-	acks      map[string]queuedAck
-	ackFiles  map[string]string // lane → the acknowledgement file last written
-	request   *queuedFile
-	lastReqAt time.Time
+	files      map[string]*seen  // what is known of the files in in/, by name
+	marks      map[string]int64  // high-water marks of the receiving lanes, as last read
+	peerAt     time.Time         // time of the latest manifest of the peer handled
+	warnedMode bool              // the peer's manifest showed the other one-way setting
+	reported   map[string]string // lane → the missing bundle last audited
+	acks       map[string]queuedAck
+	ackFiles   map[string]string // lane → the acknowledgement file last written
+	request    *queuedFile
+	lastReqAt  time.Time
 
 	// Sending.
 	lanes        map[string]*laneOut
 	outBytes     int64
-	blocked      bool // this step could not write a bundle: bound reached or write failed
+	keptBytes    int64 // bytes of the flights' kept files
+	blocked      bool  // this step could not write a bundle: bound reached or write failed
 	full         bool
 	batch        bool // bundles were written since the last manifest
 	lastManifest time.Time

@@ -411,4 +411,3 @@ func runLatency(ctx context.Context, admin string, cfg ferryConfig, rate int, d 
 	q := func(f float64) time.Duration { return lat[min(len(lat)-1, int(math.Ceil(f*float64(len(lat))))-1)] }
 	return latency{n: n, p50: q(0.50), p99: q(0.99), max: lat[len(lat)-1]}, nil
 }
-

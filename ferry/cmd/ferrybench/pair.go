@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"finepay/ferry/audit"
-	"finepay/ferry/internal/devpki"
 	"finepay/ferry/bundle"
+	"finepay/ferry/internal/devpki"
 	"finepay/ferry/link"
 	"finepay/ferry/relay"
 	"finepay/ferry/schema"

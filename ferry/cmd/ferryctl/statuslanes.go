@@ -17,9 +17,9 @@ const stuckAfter = 2 * time.Minute
 
 // laneOut is an outgoing lane as status reports it.
 type laneOut struct {
-	outbox.Lane // the lane's name is l.Lane.Lane
-	oldest  time.Time // creation time of the oldest unacknowledged message; zero when none
-	ackedAt time.Time // when the peer last acknowledged a bundle of the lane; zero when never
+	outbox.Lane           // the lane's name is l.Lane.Lane
+	oldest      time.Time // creation time of the oldest unacknowledged message; zero when none
+	ackedAt     time.Time // when the peer last acknowledged a bundle of the lane; zero when never
 }
 
 // state is idle (nothing to send), moving (sending, acknowledged recently) or stuck.
@@ -114,4 +114,3 @@ func age(now, t time.Time) string {
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
-

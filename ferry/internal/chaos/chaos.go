@@ -554,4 +554,3 @@ func AdminURL() string {
 	}
 	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 }
-
