@@ -12,7 +12,7 @@ help: ## list the targets
 	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 .PHONY: certs
-certs: ## create the development SM2 PKI and WeChat Pay keys in ./certs (once; keys are never committed)
+certs: ## create the development SM2 PKI and the payment channels' keys in ./certs (once; keys are never committed)
 	@$(GO) run ./shared/cmd/fpcerts -dir $(CERTS)
 
 .PHONY: build
@@ -50,7 +50,7 @@ lint: ## gofmt and go vet
 
 .PHONY: fuzz
 fuzz: ## run each fuzz target for 20 s
-	@for spec in "./shared/envelope FuzzEnvelopeRoundTrip" "./ferry/bundle FuzzBundleOpen" "./ferry/spool FuzzManifest" "./internet-gateway/internal/wechat FuzzWeChatNotification"; do \
+	@for spec in "./shared/envelope FuzzEnvelopeRoundTrip" "./ferry/bundle FuzzBundleOpen" "./ferry/spool FuzzManifest" "./internet-gateway/internal/wechat FuzzWeChatNotification" "./internet-gateway/internal/alipay FuzzAlipayNotification" "./internet-gateway/internal/unionpay FuzzUnionPayNotification"; do \
 		set -- $$spec; $(GO) test -run '^$$' -fuzz "^$$2$$" -fuzztime 20s $$1 || exit 1; done
 
 .PHONY: services

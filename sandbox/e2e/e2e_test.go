@@ -1,6 +1,7 @@
 // Package e2e runs FinePay's flows end to end: the real binaries (sandbox, gateway, core and both
 // ferry daemons) started as processes on loopback, on PostgreSQL with Redis and on SQLite, driven
-// through the real pages in headless Chromium.
+// through the real pages in headless Chromium: flow P2 with each channel (WeChat Pay, Alipay,
+// UnionPay), and a payment whose notification never arrives, found by the gateway's active query.
 package e2e
 
 import (
@@ -115,8 +116,16 @@ func startSystem(t *testing.T, b backend) *launch.System {
 		BinDir: binDir, Certs: certsDir, VarDir: t.TempDir(),
 		GatewayDB: b.gatewayDB(t), CoreDB: b.coreDB(t), Redis: b.redis, RedisPfx: "fp:e2e:" + hex.EncodeToString(pfx) + ":",
 		ClerkPassword: "Clerk-e2e-Pass1",
-		Env:           map[string]string{"SANDBOX_WECHAT_SCHEDULE_SCALE": "0.01"},
-		Logs:          logs,
+		Env: map[string]string{
+			"SANDBOX_WECHAT_SCHEDULE_SCALE": "0.01",
+			// Alipay sends every notification twice, TRADE_FINISHED before TRADE_SUCCESS;
+			// UnionPay sends every notification twice.
+			"SANDBOX_ALIPAY_SCHEDULE_SCALE": "0.01", "SANDBOX_ALIPAY_DUPLICATE_RATE": "1", "SANDBOX_ALIPAY_OUT_OF_ORDER_RATE": "1",
+			"SANDBOX_UNIONPAY_SCHEDULE_SCALE": "0.01", "SANDBOX_UNIONPAY_DUPLICATE_RATE": "1",
+			// Orders without a result are queried 2 s after creation, then with backoff.
+			"GATEWAY_ORDER_QUERY_AFTER": "2s",
+		},
+		Logs: logs,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -37,7 +37,7 @@ type Options struct {
 	SandboxPort, GatewayPort, CorePort, LinkPort, DMZMetricsPort, IntranetMetricsPort int
 
 	ClerkPassword string            // the core console's initial clerk password
-	Env           map[string]string // extra environment for every process (e.g. SANDBOX_WECHAT_SCHEDULE_SCALE)
+	Env           map[string]string // extra environment for every process (e.g. SANDBOX_WECHAT_SCHEDULE_SCALE, GATEWAY_ORDER_QUERY_AFTER)
 	Logs          io.Writer         // every process's output, each line prefixed with its name
 }
 
@@ -103,7 +103,11 @@ func Start(ctx context.Context, o Options) (*System, error) {
 		{"gateway", "gateway", map[string]string{
 			"GATEWAY_LISTEN": addr(o.GatewayPort), "GATEWAY_DB": o.GatewayDB, "GATEWAY_REDIS": o.Redis, "GATEWAY_REDIS_PREFIX": o.RedisPfx,
 			"GATEWAY_PUBLIC_URL": s.GatewayURL, "GATEWAY_CERTS": o.Certs, "GATEWAY_WECHAT_BASE_URL": s.SandboxURL,
-			"GATEWAY_SANDBOX_PAY_URL": s.SandboxURL + "/wechat/pay",
+			"GATEWAY_SANDBOX_PAY_URL":          s.SandboxURL + "/wechat/pay",
+			"GATEWAY_ALIPAY_GATEWAY_URL":       s.SandboxURL + "/alipay/gateway.do",
+			"GATEWAY_ALIPAY_SANDBOX_PAY_URL":   s.SandboxURL + "/alipay/pay",
+			"GATEWAY_UNIONPAY_BASE_URL":        s.SandboxURL + "/unionpay",
+			"GATEWAY_UNIONPAY_SANDBOX_PAY_URL": s.SandboxURL + "/unionpay/pay",
 		}, s.GatewayURL},
 		{"core", "core", map[string]string{
 			"CORE_LISTEN": addr(o.CorePort), "CORE_DB": o.CoreDB, "CORE_CERTS": o.Certs, "CORE_GATEWAY_URL": s.GatewayURL,

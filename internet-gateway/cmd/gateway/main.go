@@ -1,5 +1,6 @@
-// Command gateway is FinePay's internet-side gateway: the payer's cashier pages, the WeChat Pay
-// adapter (Native orders, active order queries) and its payment notifications, and the read
+// Command gateway is FinePay's internet-side gateway: the payer's cashier pages, the WeChat Pay,
+// Alipay and UnionPay adapters (QR-code orders, active order queries with backoff) and their
+// payment notifications, and the read
 // model of payable bills fed by the core through the ferry. Confirmed payments leave through
 // the ferry outbox as PaymentConfirmed messages; the gateway never connects to the intranet.
 // Every flag can also be set by its environment variable (GATEWAY_ and the flag name in

@@ -24,7 +24,9 @@ import (
 
 	"finepay/ferry/inbox"
 	"finepay/ferry/sqldb"
+	"finepay/internet-gateway/internal/alipay/alipaytest"
 	"finepay/internet-gateway/internal/fixture"
+	"finepay/internet-gateway/internal/unionpay/unionpaytest"
 	"finepay/internet-gateway/internal/wechat/wechattest"
 	"finepay/shared/bizdate"
 	"finepay/shared/envelope"
@@ -60,6 +62,8 @@ type gw struct {
 	db       *sqldb.DB // a second handle on the gateway's database, as ferryd has
 	pki      *wechattest.PKI
 	wx       *wechattest.Server
+	ali      *alipaytest.Server
+	up       *unionpaytest.Server
 	lane     map[string]int64
 	stop     func() error
 }
@@ -68,8 +72,10 @@ func startGateway(t *testing.T, dbURL string, extra ...string) *gw {
 	t.Helper()
 	g := &gw{logs: &syncBuffer{}, pki: wechattest.NewPKI(t), lane: map[string]int64{}}
 	g.wx = wechattest.NewServer(t, g.pki, nil)
+	g.ali = alipaytest.NewServer(t, alipaytest.NewPKIIn(t, g.pki.Dir), nil)
+	g.up = unionpaytest.NewServer(t, unionpaytest.NewPKIIn(t, g.pki.Dir), nil)
 	args := append([]string{"-listen", "127.0.0.1:0", "-db", dbURL, "-certs", g.pki.Dir, "-wechat-base-url", g.wx.URL,
-		"-log-level", "debug"}, extra...)
+		"-alipay-gateway-url", g.ali.GatewayURL(), "-unionpay-base-url", g.up.URL, "-log-level", "debug"}, extra...)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan net.Addr, 1)
 	consumers := make(chan *inbox.Consumer, 1)

@@ -28,20 +28,40 @@ type options struct {
 	WeChatPlatform  string
 	WeChatAPIv3Key  string
 	SandboxPayURL   string
-	Lanes           int
-	OrderQueryAfter time.Duration
-	RateLimit       int
-	RateLimitPoll   int
-	TrustProxy      bool
-	CacheTTL        time.Duration
-	LogLevel        string
+
+	Channels []string
+
+	AlipayGatewayURL    string
+	AlipayAppID         string
+	AlipayAppKey        string
+	AlipayPublicKey     string
+	AlipayNotifyURL     string
+	AlipaySandboxPayURL string
+
+	UnionPayBaseURL       string
+	UnionPayMerID         string
+	UnionPayMerchantKey   string
+	UnionPayMerchantCert  string
+	UnionPayRootCert      string
+	UnionPayMiddleCert    string
+	UnionPayBackURL       string
+	UnionPaySandboxPayURL string
+
+	Lanes              int
+	OrderQueryAfter    time.Duration
+	OrderQueryMaxDelay time.Duration
+	RateLimit          int
+	RateLimitPoll      int
+	TrustProxy         bool
+	CacheTTL           time.Duration
+	LogLevel           string
 }
 
 // newOptions defines the flags on a new set; the returned function reads the options after
 // the set's Parse.
 func newOptions() (*config.Set, func() options) {
 	s := config.New("gateway", "GATEWAY")
-	listen := s.String("listen", ":8080", "address of the HTTP server (cashier pages, /notify/wechat, /healthz, /readyz, /metrics); :0 picks a free port, logged as {\"msg\":\"listening\",\"addr\":...}")
+	listen := s.String("listen", ":8080", "address of the HTTP server (cashier pages, /notify/wechat, /notify/alipay, /notify/unionpay, /healthz, /readyz, /metrics); :0 picks a free port, logged as {\"msg\":\"listening\",\"addr\":...}")
 	db := s.String("db", "sqlite:var/gateway.db", "database URL: postgres://... or sqlite:PATH")
 	redisURL := s.String("redis", "", "Redis URL (redis://127.0.0.1:6379/0) for the bill cache, order locks and rate limits; empty: in-process (one replica only)")
 	prefix := s.String("redis-prefix", "fp:gw:", "prefix of every Redis key")
@@ -55,9 +75,25 @@ func newOptions() (*config.Set, func() options) {
 	cert := s.String("wechat-merchant-cert", "wechat-merchant.pem", "merchant API certificate; its serial number is the serial_no of requests")
 	platform := s.String("wechat-platform-cert", "wechat-platform.pem", "WeChat Pay platform certificate(s), PEM; verify answers and notifications (Wechatpay-Serial)")
 	apiv3 := s.String("wechat-apiv3-key", "wechat-apiv3.key", "file holding the 32-character APIv3 key that decrypts notification resources")
-	sandbox := s.String("sandbox-pay-url", "", "when set (e.g. http://127.0.0.1:8070/wechat/pay), the QR page links to it with ?pr=<pr of code_url> (id sandbox-pay), for paying in the simulator")
+	sandbox := s.String("sandbox-pay-url", "", "when set (e.g. http://127.0.0.1:8070/wechat/pay), the WeChat QR page links to it with ?pr=<pr of code_url> (id sandbox-pay), for paying in the simulator")
+	channels := s.String("channels", "wechat,alipay,unionpay", "comma-separated payment channels to offer (wechat, alipay, unionpay), in the cashier's order; only their keys are loaded")
+	aliGateway := s.String("alipay-gateway-url", "http://127.0.0.1:8070/alipay/gateway.do", "Alipay open platform gateway (https://openapi.alipay.com/gateway.do in production, the sandbox in development)")
+	aliApp := s.String("alipay-app-id", "2021004100000001", "Alipay app_id of the merchant application")
+	aliKey := s.String("alipay-app-key", "alipay-app.key", "the application's RSA private key (PKCS#8 PEM) that signs requests (RSA2)")
+	aliPub := s.String("alipay-public-key", "alipay-platform.pem", "Alipay's public key (a CERTIFICATE or PUBLIC KEY PEM) that verifies answers and notifications")
+	aliNotify := s.String("alipay-notify-url", "", "notify_url of Alipay orders; empty: public-url + /notify/alipay")
+	aliSandbox := s.String("alipay-sandbox-pay-url", "", "when set (e.g. http://127.0.0.1:8070/alipay/pay), the Alipay QR page links to it with ?code=<last path segment of qr_code> (id sandbox-pay)")
+	upBase := s.String("unionpay-base-url", "http://127.0.0.1:8070/unionpay", "UnionPay ACP gateway, to which /gateway/api/backTransReq.do and /gateway/api/queryTrans.do are appended (https://gateway.95516.com in production)")
+	upMer := s.String("unionpay-mer-id", "777290058110048", "UnionPay merchant number (merId)")
+	upKey := s.String("unionpay-merchant-key", "unionpay-merchant.key", "the merchant's RSA signing key (PKCS#8 PEM)")
+	upCert := s.String("unionpay-merchant-cert", "unionpay-merchant.pem", "the merchant's signing certificate; its serial number in decimal is the certId of requests")
+	upRoot := s.String("unionpay-root-cert", "unionpay-root.pem", "UnionPay root certificate(s), PEM: signPubKeyCert must chain to one")
+	upMiddle := s.String("unionpay-middle-cert", "unionpay-middle.pem", "UnionPay middle certificate(s), PEM, between the root and signPubKeyCert")
+	upBack := s.String("unionpay-back-url", "", "backUrl of UnionPay orders; empty: public-url + /notify/unionpay")
+	upSandbox := s.String("unionpay-sandbox-pay-url", "", "when set (e.g. http://127.0.0.1:8070/unionpay/pay), the UnionPay QR page links to it with ?code=<last path segment of qrCode> (id sandbox-pay)")
 	lanes := s.Int("lanes", 4, "outbox lanes per direction (ferry partitions)")
-	after := s.Duration("order-query-after", time.Minute, "orders still unpaid this long after creation are queried at WeChat (and again at this interval)")
+	after := s.Duration("order-query-after", time.Minute, "orders still unpaid this long after creation are queried at their channel, again after as long, then after twice as long each time (up to -order-query-max-interval) until paid, closed or expired")
+	maxDelay := s.Duration("order-query-max-interval", 30*time.Minute, "the longest wait between two queries of an unpaid order (an order is queried again just after its expiry, then closed)")
 	rate := s.Int("rate-limit", 60, "cashier page requests per client IP per minute; more get 429")
 	ratePoll := s.Int("rate-limit-poll", 300, "status polls (GET /q/{token}/status) per client IP per minute")
 	trust := s.Bool("trust-proxy", false, "take the client IP from X-Forwarded-For set by a proxy on a private or loopback address (behind a load balancer); otherwise the peer address")
@@ -66,9 +102,14 @@ func newOptions() (*config.Set, func() options) {
 	return s, func() options {
 		return options{Listen: *listen, DB: *db, Redis: *redisURL, RedisPrefix: *prefix, PublicURL: *public, Certs: *certs,
 			WeChatBaseURL: *base, WeChatAppID: *appid, WeChatMchID: *mchid, WeChatNotifyURL: *notify, WeChatKey: *key,
-			WeChatCert: *cert, WeChatPlatform: *platform, WeChatAPIv3Key: *apiv3, SandboxPayURL: *sandbox, Lanes: *lanes,
-			OrderQueryAfter: *after, RateLimit: *rate, RateLimitPoll: *ratePoll, TrustProxy: *trust, CacheTTL: *ttl,
-			LogLevel: *level}
+			WeChatCert: *cert, WeChatPlatform: *platform, WeChatAPIv3Key: *apiv3, SandboxPayURL: *sandbox,
+			Channels:         splitList(*channels),
+			AlipayGatewayURL: *aliGateway, AlipayAppID: *aliApp, AlipayAppKey: *aliKey, AlipayPublicKey: *aliPub,
+			AlipayNotifyURL: *aliNotify, AlipaySandboxPayURL: *aliSandbox,
+			UnionPayBaseURL: *upBase, UnionPayMerID: *upMer, UnionPayMerchantKey: *upKey, UnionPayMerchantCert: *upCert,
+			UnionPayRootCert: *upRoot, UnionPayMiddleCert: *upMiddle, UnionPayBackURL: *upBack, UnionPaySandboxPayURL: *upSandbox,
+			Lanes: *lanes, OrderQueryAfter: *after, OrderQueryMaxDelay: *maxDelay, RateLimit: *rate, RateLimitPoll: *ratePoll,
+			TrustProxy: *trust, CacheTTL: *ttl, LogLevel: *level}
 	}
 }
 
@@ -81,12 +122,34 @@ func (o *options) certPath(name string) string {
 	return filepath.Join(o.Certs, name)
 }
 
-// notifyURL is the notify_url of WeChat orders.
-func (o *options) notifyURL() string {
-	if o.WeChatNotifyURL != "" {
-		return o.WeChatNotifyURL
+// notifyURL is the notification URL of a channel's orders: the flag when set, otherwise
+// public-url + /notify/<channel>.
+func (o *options) notifyURL(ch string) string {
+	set := map[string]string{"wechat": o.WeChatNotifyURL, "alipay": o.AlipayNotifyURL, "unionpay": o.UnionPayBackURL}[ch]
+	if set != "" {
+		return set
 	}
-	return strings.TrimRight(o.PublicURL, "/") + "/notify/wechat"
+	return strings.TrimRight(o.PublicURL, "/") + "/notify/" + ch
+}
+
+// has reports whether a channel is configured.
+func (o *options) has(ch string) bool {
+	for _, c := range o.Channels {
+		if c == ch {
+			return true
+		}
+	}
+	return false
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func (o *options) check() error {
@@ -99,6 +162,19 @@ func (o *options) check() error {
 	}
 	if o.OrderQueryAfter < time.Second {
 		return fmt.Errorf("-order-query-after %s: want at least 1s", o.OrderQueryAfter)
+	}
+	if o.OrderQueryMaxDelay < o.OrderQueryAfter {
+		return fmt.Errorf("-order-query-max-interval %s: want at least -order-query-after", o.OrderQueryMaxDelay)
+	}
+	if len(o.Channels) == 0 {
+		return fmt.Errorf("-channels: want at least one of wechat, alipay, unionpay")
+	}
+	seen := map[string]bool{}
+	for _, c := range o.Channels {
+		if c != "wechat" && c != "alipay" && c != "unionpay" || seen[c] {
+			return fmt.Errorf("-channels %q: want distinct names among wechat, alipay, unionpay", strings.Join(o.Channels, ","))
+		}
+		seen[c] = true
 	}
 	if o.RateLimit < 1 || o.RateLimitPoll < 1 {
 		return fmt.Errorf("-rate-limit and -rate-limit-poll must be positive")

@@ -18,12 +18,15 @@ import (
 	"finepay/ferry/inbox"
 	"finepay/ferry/outbox"
 	"finepay/ferry/sqldb"
+	"finepay/internet-gateway/internal/alipay"
 	"finepay/internet-gateway/internal/bill"
 	"finepay/internet-gateway/internal/cashier"
+	"finepay/internet-gateway/internal/channel"
 	"finepay/internet-gateway/internal/kv"
 	"finepay/internet-gateway/internal/order"
 	"finepay/internet-gateway/internal/payment"
 	"finepay/internet-gateway/internal/store"
+	"finepay/internet-gateway/internal/unionpay"
 	"finepay/internet-gateway/internal/wechat"
 	"finepay/shared/httpx"
 	"finepay/shared/logging"
@@ -55,6 +58,63 @@ func openKV(ctx context.Context, o options, now func() time.Time, log *slog.Logg
 	return kv.DialRedis(ctx, o.Redis, o.RedisPrefix, now)
 }
 
+// clients are the configured channels' clients; nil when a channel is not configured.
+type clients struct {
+	wechat   *wechat.Client
+	alipay   *alipay.Client
+	unionpay *unionpay.Client
+}
+
+// openChannels loads the keys of the configured channels and makes their clients and adapters,
+// in the order of -channels.
+func openChannels(o options, now func() time.Time, log *slog.Logger) ([]channel.Adapter, clients, error) {
+	var cs clients
+	var out []channel.Adapter
+	for _, ch := range o.Channels {
+		switch ch {
+		case wechat.Channel:
+			keys, err := wechat.LoadKeys(wechat.KeyFiles{MerchantKey: o.certPath(o.WeChatKey), MerchantCert: o.certPath(o.WeChatCert),
+				PlatformCert: o.certPath(o.WeChatPlatform), APIv3Key: o.certPath(o.WeChatAPIv3Key)})
+			if err != nil {
+				return nil, cs, err
+			}
+			if cs.wechat, err = wechat.New(wechat.Config{BaseURL: o.WeChatBaseURL, AppID: o.WeChatAppID, MchID: o.WeChatMchID,
+				Keys: keys, Now: now, Logger: log.With("channel", ch)}); err != nil {
+				return nil, cs, err
+			}
+			out = append(out, wechat.NewAdapter(cs.wechat, o.notifyURL(ch)))
+			log.Info("channel", "channel", ch, "base_url", o.WeChatBaseURL, "notify_url", o.notifyURL(ch),
+				"merchant_serial", keys.MerchantSerial, "platform_certs", len(keys.Platform))
+		case alipay.Channel:
+			keys, err := alipay.LoadKeys(alipay.KeyFiles{AppKey: o.certPath(o.AlipayAppKey), AlipayKey: o.certPath(o.AlipayPublicKey)})
+			if err != nil {
+				return nil, cs, err
+			}
+			if cs.alipay, err = alipay.New(alipay.Config{GatewayURL: o.AlipayGatewayURL, AppID: o.AlipayAppID, Keys: keys, Now: now,
+				Logger: log.With("channel", ch)}); err != nil {
+				return nil, cs, err
+			}
+			out = append(out, alipay.NewAdapter(cs.alipay, o.notifyURL(ch)))
+			log.Info("channel", "channel", ch, "gateway_url", o.AlipayGatewayURL, "notify_url", o.notifyURL(ch), "app_id", o.AlipayAppID)
+		case unionpay.Channel:
+			keys, err := unionpay.LoadKeys(unionpay.KeyFiles{MerchantKey: o.certPath(o.UnionPayMerchantKey),
+				MerchantCert: o.certPath(o.UnionPayMerchantCert), RootCert: o.certPath(o.UnionPayRootCert),
+				MiddleCert: o.certPath(o.UnionPayMiddleCert)})
+			if err != nil {
+				return nil, cs, err
+			}
+			if cs.unionpay, err = unionpay.New(unionpay.Config{BaseURL: o.UnionPayBaseURL, MerID: o.UnionPayMerID, Keys: keys, Now: now,
+				Logger: log.With("channel", ch)}); err != nil {
+				return nil, cs, err
+			}
+			out = append(out, unionpay.NewAdapter(cs.unionpay, o.notifyURL(ch)))
+			log.Info("channel", "channel", ch, "base_url", o.UnionPayBaseURL, "back_url", o.notifyURL(ch), "mer_id", o.UnionPayMerID,
+				"cert_id", keys.CertID)
+		}
+	}
+	return out, cs, nil
+}
+
 // serve wires the gateway together and runs it until ctx ends.
 func serve(ctx context.Context, o options, migrateOnly bool, stdout io.Writer, h hooks) error {
 	log := logging.New(stdout, o.LogLevel, "gateway")
@@ -77,13 +137,7 @@ func serve(ctx context.Context, o options, migrateOnly bool, stdout io.Writer, h
 		log.Info("migrations applied", "dialect", string(db.Dialect))
 		return nil
 	}
-	keys, err := wechat.LoadKeys(wechat.KeyFiles{MerchantKey: o.certPath(o.WeChatKey), MerchantCert: o.certPath(o.WeChatCert),
-		PlatformCert: o.certPath(o.WeChatPlatform), APIv3Key: o.certPath(o.WeChatAPIv3Key)})
-	if err != nil {
-		return err
-	}
-	wc, err := wechat.New(wechat.Config{BaseURL: o.WeChatBaseURL, AppID: o.WeChatAppID, MchID: o.WeChatMchID, Keys: keys,
-		Now: now, Logger: log.With("channel", wechat.Channel)})
+	adapters, clients, err := openChannels(o, now, log)
 	if err != nil {
 		return err
 	}
@@ -105,29 +159,51 @@ func serve(ctx context.Context, o options, migrateOnly bool, stdout io.Writer, h
 
 	st := store.New(db)
 	bills := bill.New(bill.Config{Store: st, Cache: cache, CacheTTL: o.CacheTTL, Now: now, Logger: log})
-	orders := order.New(order.Config{Store: st, Bills: bills, Locks: cache, WeChat: wc, NotifyURL: o.notifyURL(),
-		Now: now, Logger: log, Registry: reg})
 	recorder := payment.NewRecorder(payment.RecorderConfig{Store: st, Outbox: outbox.New(o.Lanes), Bills: bills,
 		Now: now, Logger: log, Registry: reg})
-	notes := payment.NewNotifications(payment.NotificationsConfig{Store: st, Recorder: recorder, WeChat: wc,
+	poller := payment.NewPoller(payment.PollerConfig{Store: st, Recorder: recorder, Adapters: adapters,
+		After: o.OrderQueryAfter, MaxInterval: o.OrderQueryMaxDelay, Now: now, Logger: log})
+	orders := order.New(order.Config{Store: st, Bills: bills, Locks: cache, Channels: adapters, Retirer: poller,
 		Now: now, Logger: log, Registry: reg})
-	poller := payment.NewPoller(payment.PollerConfig{Store: st, Recorder: recorder, WeChat: wc, AppID: o.WeChatAppID,
-		MchID: o.WeChatMchID, After: o.OrderQueryAfter, Now: now, Logger: log})
+	nc := payment.NotificationsConfig{Store: st, Recorder: recorder, Now: now, Logger: log, Registry: reg}
+	if clients.wechat != nil {
+		nc.WeChat = clients.wechat
+	}
+	if clients.alipay != nil {
+		nc.Alipay = clients.alipay
+	}
+	if clients.unionpay != nil {
+		nc.UnionPay = clients.unionpay
+	}
+	notes := payment.NewNotifications(nc)
 	consumer := inbox.NewConsumer(inbox.Config{DB: db, Handlers: bills.Handlers(), Logger: log, Now: now, Registry: reg})
+	sandboxPay := map[string]string{}
+	for ch, u := range map[string]string{"wechat": o.SandboxPayURL, "alipay": o.AlipaySandboxPayURL, "unionpay": o.UnionPaySandboxPayURL} {
+		if u != "" {
+			sandboxPay[ch] = u
+		}
+	}
 	pages, err := cashier.New(cashier.Config{Bills: bills, Orders: orders, Limiter: cache, PageLimit: o.RateLimit,
-		PollLimit: o.RateLimitPoll, SandboxPayURL: o.SandboxPayURL, SecureCookies: strings.HasPrefix(o.PublicURL, "https:"),
-		Now: now, Logger: log})
+		PollLimit: o.RateLimitPoll, SandboxPay: sandboxPay, PublicURL: o.PublicURL,
+		SecureCookies: strings.HasPrefix(o.PublicURL, "https:"), Now: now, Logger: log})
 	if err != nil {
 		return err
 	}
 	pages.Register(e)
-	e.POST("/notify/wechat", notes.HandleWeChatHTTP)
+	if clients.wechat != nil {
+		e.POST("/notify/wechat", notes.HandleWeChatHTTP)
+	}
+	if clients.alipay != nil {
+		e.POST("/notify/alipay", notes.HandleAlipayHTTP)
+	}
+	if clients.unionpay != nil {
+		e.POST("/notify/unionpay", notes.HandleUnionPayHTTP)
+	}
 	if h.inbox != nil {
 		h.inbox <- consumer
 	}
 
-	log.Info("starting", "db", string(db.Dialect), "redis", o.Redis != "", "wechat", o.WeChatBaseURL,
-		"notify_url", o.notifyURL(), "merchant_serial", keys.MerchantSerial, "platform_certs", len(keys.Platform))
+	log.Info("starting", "db", string(db.Dialect), "redis", o.Redis != "", "channels", strings.Join(o.Channels, ","))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup

@@ -73,7 +73,7 @@ func TestP2ReceiptIssuedConsumed(t *testing.T) {
 	ctx := context.Background()
 	tok := fixture.Token()
 	e.Publish(t, fixture.Bill("B1", tok))
-	o, err := e.Orders.CreateWeChat(ctx, tok)
+	o, err := e.Orders.Create(ctx, tok, "wechat")
 	sqltest.Must(t, err)
 	out, err := e.Bills.Outcome(ctx, tok)
 	sqltest.Must(t, err)

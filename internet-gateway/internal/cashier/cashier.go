@@ -1,5 +1,7 @@
 // Package cashier serves the payer's pages (收银台): the bill of a cashier token with what is due
-// today, the WeChat Pay QR code of its channel order, and the result with the e-receipt. Pages
+// today and a button for each configured channel (inside WeChat's, Alipay's or UnionPay's app,
+// only that app's channel; on a desktop, also a QR code of the page to scan with a phone), the
+// QR code of the chosen channel's order, and the result with the e-receipt. Pages
 // are server-rendered html/template, embedded, in Chinese and mobile-first, with inline CSS and a
 // small inline script (both under a per-response CSP nonce), and nothing loaded from elsewhere.
 //
@@ -39,9 +41,13 @@ type Config struct {
 	// PollLimit is the same for the status endpoint the pages poll (300 when zero).
 	PageLimit int
 	PollLimit int
-	// SandboxPayURL, when set, adds a link to <SandboxPayURL>?pr=<pr of code_url> on the QR
-	// page, so that a person or a robot can pay in the simulator.
-	SandboxPayURL string
+	// SandboxPay, when it has an entry for a channel, adds a link to the channel's simulator on
+	// the QR page, so that a person or a robot can pay there: WeChat's gets ?pr=<pr of
+	// code_url>, Alipay's and UnionPay's ?code=<last path segment of the QR code>.
+	SandboxPay map[string]string
+	// PublicURL is the gateway's base URL, for the QR code of the bill page on a desktop; empty:
+	// the request's scheme and host.
+	PublicURL string
 	// SecureCookies marks the CSRF cookie Secure (set when the public URL is https).
 	SecureCookies bool
 	Now           func() time.Time
@@ -84,7 +90,7 @@ func New(cfg Config) (*Handler, error) {
 func (h *Handler) Register(e *echo.Echo) {
 	pages := e.Group("/q/:token", h.secure, h.limit("page", h.cfg.PageLimit), h.htmlErrors)
 	pages.GET("", h.getBill)
-	pages.POST("/pay/wechat", h.postPayWeChat)
+	pages.POST("/pay/:channel", h.postPay)
 	pages.GET("/order/:order_no", h.getOrder)
 	pages.GET("/result", h.getResult)
 	e.GET("/q/:token/status", h.getStatus, h.secure, h.limit("poll", h.cfg.PollLimit))

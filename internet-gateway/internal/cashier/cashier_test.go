@@ -29,6 +29,7 @@ type site struct {
 	*fixture.Env
 	e       *echo.Echo
 	cookies map[string]string
+	ua      string // the browser's User-Agent
 }
 
 func setup(t *testing.T, db *sqldb.DB, cfg cashier.Config) *site {
@@ -43,7 +44,9 @@ func setup(t *testing.T, db *sqldb.DB, cfg cashier.Config) *site {
 	}
 	h.Register(e)
 	e.POST("/notify/wechat", env.Notes.HandleWeChatHTTP)
-	return &site{Env: env, e: e, cookies: map[string]string{}}
+	e.POST("/notify/alipay", env.Notes.HandleAlipayHTTP)
+	e.POST("/notify/unionpay", env.Notes.HandleUnionPayHTTP)
+	return &site{Env: env, e: e, cookies: map[string]string{}, ua: desktopUA}
 }
 
 func (s *site) do(method, path string, form url.Values) *httptest.ResponseRecorder {
@@ -57,6 +60,7 @@ func (s *site) do(method, path string, form url.Values) *httptest.ResponseRecord
 	for k, v := range s.cookies {
 		req.AddCookie(&http.Cookie{Name: k, Value: v})
 	}
+	req.Header.Set("User-Agent", s.ua)
 	rec := httptest.NewRecorder()
 	s.e.ServeHTTP(rec, req)
 	for _, c := range rec.Result().Cookies() {
@@ -150,7 +154,7 @@ func TestP2CashierUnknownToken(t *testing.T) {
 
 func TestP2CashierPayFlow(t *testing.T) {
 	t.Parallel()
-	s := setup(t, sqltest.Open(t, sqldb.Postgres), cashier.Config{SandboxPayURL: "http://127.0.0.1:8070/wechat/pay"})
+	s := setup(t, sqltest.Open(t, sqldb.Postgres), cashier.Config{SandboxPay: map[string]string{"wechat": "http://127.0.0.1:8070/wechat/pay"}})
 	tok := fixture.Token()
 	s.Publish(t, fixture.Bill("B1", tok))
 	body := s.do(http.MethodGet, "/q/"+tok, nil).Body.String()
@@ -275,5 +279,128 @@ func TestP2CashierRateLimit(t *testing.T) {
 	s.Clock.Advance(time.Minute)
 	if rec := s.do(http.MethodGet, "/q/"+tok, nil); rec.Code != http.StatusOK {
 		t.Fatalf("next minute: %d", rec.Code)
+	}
+}
+
+const (
+	desktopUA  = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+	androidUA  = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36"
+	wechatUA   = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.47(0x18002f2c) NetType/WIFI Language/zh_CN"
+	alipayUA   = "Mozilla/5.0 (Linux; U; Android 13; zh-CN; V2227A) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/69.0.3497.100 Mobile Safari/537.36 AlipayClient/10.5.36.8000 Language/zh-Hans"
+	unionpayUA = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 (com.unionpay.chsp) (clientVersion=10.0.0) UnionPay/1.0 CloudPay"
+)
+
+// TestP2CashierChannelsByAgent: on a desktop the page offers every channel and a QR code of
+// itself to scan with a phone; inside WeChat, Alipay or UnionPay's app, only that app's channel;
+// in a phone's browser every channel and no QR code.
+func TestP2CashierChannelsByAgent(t *testing.T) {
+	t.Parallel()
+	s := setup(t, sqltest.Open(t, sqldb.SQLite), cashier.Config{PublicURL: "https://pay.example"})
+	tok := fixture.Token()
+	s.Publish(t, fixture.Bill("B1", tok))
+	buttons := regexp.MustCompile(`id="pay-([a-z]+)"`)
+	for _, tt := range []struct {
+		name, ua string
+		want     string
+		pageQR   bool
+	}{
+		{"desktop", desktopUA, "wechat alipay unionpay", true},
+		{"android-browser", androidUA, "wechat alipay unionpay", false},
+		{"wechat-app", wechatUA, "wechat", false},
+		{"alipay-app", alipayUA, "alipay", false},
+		{"unionpay-app", unionpayUA, "unionpay", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s.ua = tt.ua
+			rec := s.do(http.MethodGet, "/q/"+tok, nil)
+			body := rec.Body.String()
+			var got []string
+			for _, m := range buttons.FindAllStringSubmatch(body, -1) {
+				got = append(got, m[1])
+			}
+			if strings.Join(got, " ") != tt.want {
+				t.Fatalf("buttons %v, want %s", got, tt.want)
+			}
+			if has := strings.Contains(body, `id="page-qr"`); has != tt.pageQR {
+				t.Fatalf("page QR shown: %v", has)
+			}
+		})
+	}
+	s.ua = desktopUA
+	body := s.do(http.MethodGet, "/q/"+tok, nil).Body.String()
+	for ch, label := range map[string]string{"wechat": "微信支付", "alipay": "支付宝", "unionpay": "云闪付"} {
+		if got := text(t, body, "pay-"+ch); got != label {
+			t.Errorf("#pay-%s = %q", ch, got)
+		}
+		if attr(t, body, "pay-"+ch, "type") != "submit" {
+			t.Errorf("#pay-%s is not a submit button", ch)
+		}
+	}
+	if !strings.HasPrefix(attr(t, body, "page-qr", "src"), "data:image/png;base64,") {
+		t.Error("page QR")
+	}
+	if rec := s.do(http.MethodPost, "/q/"+tok+"/pay/paypal", url.Values{"csrf": {s.cookies["fp_csrf"]}}); rec.Code != http.StatusNotFound {
+		t.Fatalf("an unknown channel: %d", rec.Code)
+	}
+}
+
+// TestP2CashierPayOtherChannels: paying with Alipay and UnionPay goes through the same pages:
+// the QR page with the channel's code and its simulator link, the notification, the result.
+func TestP2CashierPayOtherChannels(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		ch, title, ua, sandbox string
+	}{
+		{"alipay", "支付宝扫码支付", alipayUA, "http://127.0.0.1:8070/alipay/pay"},
+		{"unionpay", "云闪付扫码支付", unionpayUA, "http://127.0.0.1:8070/unionpay/pay"},
+	} {
+		t.Run(tt.ch, func(t *testing.T) {
+			t.Parallel()
+			s := setup(t, sqltest.Open(t, sqldb.Postgres), cashier.Config{SandboxPay: map[string]string{tt.ch: tt.sandbox}})
+			s.ua = tt.ua
+			tok := fixture.Token()
+			s.Publish(t, fixture.Bill("B1", tok))
+			s.do(http.MethodGet, "/q/"+tok, nil)
+			rec := s.do(http.MethodPost, "/q/"+tok+"/pay/"+tt.ch, url.Values{"csrf": {s.cookies["fp_csrf"]}})
+			if rec.Code != http.StatusSeeOther {
+				t.Fatalf("pay: %d %s", rec.Code, rec.Body)
+			}
+			orderPath := rec.Header().Get("Location")
+			orderNo := strings.TrimPrefix(orderPath, "/q/"+tok+"/order/")
+			body := s.do(http.MethodGet, orderPath, nil).Body.String()
+			if text(t, body, "order-title") != tt.title || text(t, body, "amount") != "¥278.00" {
+				t.Fatalf("order page:\n%s", body)
+			}
+			var qr string
+			var note []byte
+			switch tt.ch {
+			case "alipay":
+				qr = s.Alipay.Order(orderNo).QRCode
+				note = s.AlipayPKI.NotificationBody(s.Alipay.Pay(orderNo))
+			case "unionpay":
+				qr = s.UnionPay.Order(orderNo).QRCode
+				note = s.UnionPayPKI.NotificationBody(s.UnionPay.Pay(orderNo))
+			}
+			if got := attr(t, body, "sandbox-pay", "href"); got != tt.sandbox+"?code="+qr[strings.LastIndex(qr, "/")+1:] {
+				t.Fatalf("sandbox link %q for %q", got, qr)
+			}
+			if got := attr(t, body, "open-app", "href"); got != qr {
+				t.Fatalf("open-app link %q, want %q", got, qr)
+			}
+			req := httptest.NewRequest(http.MethodPost, "/notify/"+tt.ch, strings.NewReader(string(note)))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			nrec := httptest.NewRecorder()
+			s.e.ServeHTTP(nrec, req)
+			if nrec.Code != http.StatusOK {
+				t.Fatalf("notification: %d %s", nrec.Code, nrec.Body)
+			}
+			if rec := s.do(http.MethodGet, "/q/"+tok+"/status", nil); !strings.Contains(rec.Body.String(), `"paid":true`) {
+				t.Fatalf("status %s", rec.Body)
+			}
+			body = s.do(http.MethodGet, "/q/"+tok+"/result", nil).Body.String()
+			if text(t, body, "paid-amount") != "¥278.00" || text(t, body, "order-no") != orderNo {
+				t.Fatalf("result:\n%s", body)
+			}
+		})
 	}
 }

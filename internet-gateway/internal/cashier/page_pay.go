@@ -11,16 +11,16 @@ import (
 	"finepay/shared/httpx"
 )
 
-// postPayWeChat is POST /q/{token}/pay/wechat: create (or reuse) the WeChat order and go to
-// its QR page.
-func (h *Handler) postPayWeChat(c echo.Context) error {
+// postPay is POST /q/{token}/pay/{channel}: create (or reuse) the bill's order at the channel
+// and go to its QR page.
+func (h *Handler) postPay(c echo.Context) error {
 	token := c.Param("token")
 	if !csrfOK(c) {
 		return errCSRF
 	}
-	o, err := h.cfg.Orders.CreateWeChat(c.Request().Context(), token)
+	o, err := h.cfg.Orders.Create(c.Request().Context(), token, c.Param("channel"))
 	switch {
-	case errors.Is(err, bill.ErrNotFound):
+	case errors.Is(err, bill.ErrNotFound), errors.Is(err, order.ErrUnknownChannel):
 		return errNotFound
 	case errors.Is(err, order.ErrBillPaid):
 		return c.Redirect(http.StatusSeeOther, resultURL(token))

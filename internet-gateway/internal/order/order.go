@@ -1,6 +1,10 @@
-// Package order creates channel orders for payable bills: one open order per bill per channel
-// at a time (a short lock), reused while it is valid and for the same amount, valid until
-// 23:59:59 Asia/Shanghai of the day it was created.
+// Package order creates channel orders for payable bills, for every configured channel: one
+// open order per bill per channel at a time, reused while it is valid and for the same amount,
+// valid until 23:59:59 Asia/Shanghai of the day it was created. Concurrent requests for one
+// bill and channel are serialised by a short lock (Redis, or in-process), and a partial unique
+// index on the open orders is the final arbiter. An order that is to be replaced (its day has
+// passed, or the amount due changed) is settled first: recorded if the channel says it was paid,
+// otherwise closed at the channel and here.
 package order
 
 import (
@@ -11,56 +15,58 @@ import (
 	"log/slog"
 	"math/big"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"finepay/internet-gateway/internal/bill"
+	"finepay/internet-gateway/internal/channel"
 	"finepay/internet-gateway/internal/kv"
 	"finepay/internet-gateway/internal/store"
-	"finepay/internet-gateway/internal/wechat"
 	"finepay/shared/bizdate"
 )
 
 // Errors of the service.
 var (
-	ErrNotFound = errors.New("order: not found")
-	ErrBillPaid = errors.New("order: the bill is already paid")
-	ErrBusy     = errors.New("order: another order for this bill is being created")
-	ErrChannel  = errors.New("order: the payment channel failed")
+	ErrNotFound       = errors.New("order: not found")
+	ErrBillPaid       = errors.New("order: the bill is already paid")
+	ErrBusy           = errors.New("order: another order for this bill is being created")
+	ErrChannel        = errors.New("order: the payment channel failed")
+	ErrUnknownChannel = errors.New("order: no such payment channel")
 )
 
-// NativeCreator places WeChat Native orders (implemented by *wechat.Client).
-type NativeCreator interface {
-	CreateNative(ctx context.Context, o wechat.NativeOrder) (string, error)
+// Retirer settles an open order before it is replaced (implemented by *payment.Poller): it
+// reports whether the order turned out paid (and was recorded); otherwise it was closed.
+type Retirer interface {
+	Retire(ctx context.Context, o store.Order) (paid bool, err error)
 }
 
 // Config configures a Service.
 type Config struct {
-	Store     *store.Store
-	Bills     *bill.Service
-	Locks     kv.Locker
-	WeChat    NativeCreator
-	NotifyURL string // where WeChat sends payment notifications
-	LockTTL   time.Duration
-	LockWait  time.Duration // how long to wait for another request creating the same order
-	Now       func() time.Time
-	Logger    *slog.Logger
-	Registry  prometheus.Registerer // gets gateway_channel_orders_created_total; nil = none
+	Store    *store.Store
+	Bills    *bill.Service
+	Locks    kv.Locker
+	Channels []channel.Adapter // the configured channels, in the order the cashier offers them
+	Retirer  Retirer
+	LockTTL  time.Duration
+	LockWait time.Duration // how long to wait for another request creating the same order
+	Now      func() time.Time
+	Logger   *slog.Logger
+	Registry prometheus.Registerer // gets gateway_channel_orders_created_total; nil = none
 }
 
 // Service creates and finds channel orders.
 type Service struct {
-	store     *store.Store
-	bills     *bill.Service
-	locks     kv.Locker
-	wechat    NativeCreator
-	notifyURL string
-	lockTTL   time.Duration
-	lockWait  time.Duration
-	now       func() time.Time
-	log       *slog.Logger
-	created   *prometheus.CounterVec
+	store    *store.Store
+	bills    *bill.Service
+	locks    kv.Locker
+	adapters map[string]channel.Adapter
+	names    []string
+	retirer  Retirer
+	lockTTL  time.Duration
+	lockWait time.Duration
+	now      func() time.Time
+	log      *slog.Logger
+	created  *prometheus.CounterVec
 }
 
 // New returns a Service.
@@ -77,20 +83,33 @@ func New(cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{store: cfg.Store, bills: cfg.Bills, locks: cfg.Locks, wechat: cfg.WeChat, notifyURL: cfg.NotifyURL,
+	s := &Service{store: cfg.Store, bills: cfg.Bills, locks: cfg.Locks, adapters: map[string]channel.Adapter{}, retirer: cfg.Retirer,
 		lockTTL: cfg.LockTTL, lockWait: cfg.LockWait, now: cfg.Now, log: cfg.Logger,
 		created: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gateway_channel_orders_created_total",
 			Help: "Channel orders created at the channel, by channel."}, []string{"channel"})}
+	for _, a := range cfg.Channels {
+		s.adapters[a.Name()] = a
+		s.names = append(s.names, a.Name())
+		s.created.WithLabelValues(a.Name())
+	}
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(s.created)
 	}
 	return s
 }
 
-// CreateWeChat returns a WeChat Native order for the bill of token: the open order of today
-// for the same amount when there is one, otherwise a new one placed at WeChat. Concurrent
-// calls for one bill are serialised by a lock, so they end with one order.
-func (s *Service) CreateWeChat(ctx context.Context, token string) (store.Order, error) {
+// Channels lists the configured channels, in the order the cashier offers them.
+func (s *Service) Channels() []string { return append([]string(nil), s.names...) }
+
+// Create returns an order of the bill of token at channel ch: the open order of today for the
+// same amount when there is one, otherwise a new one placed at the channel (after the old open
+// order, if any, was settled). Concurrent calls for one bill and channel are serialised by a
+// lock, so they end with one order.
+func (s *Service) Create(ctx context.Context, token, ch string) (store.Order, error) {
+	a, ok := s.adapters[ch]
+	if !ok {
+		return store.Order{}, fmt.Errorf("%w: %q", ErrUnknownChannel, ch)
+	}
 	b, err := s.bills.GetFresh(ctx, token)
 	if err != nil {
 		return store.Order{}, err
@@ -98,7 +117,7 @@ func (s *Service) CreateWeChat(ctx context.Context, token string) (store.Order, 
 	if b.Status == store.BillPaid {
 		return store.Order{}, ErrBillPaid
 	}
-	lock, err := s.lock(ctx, "order:"+b.BillNo+":"+wechat.Channel)
+	lock, err := s.lock(ctx, "order:"+b.BillNo+":"+ch)
 	if err != nil {
 		return store.Order{}, err
 	}
@@ -120,30 +139,52 @@ func (s *Service) CreateWeChat(ctx context.Context, token string) (store.Order, 
 	if err != nil {
 		return store.Order{}, err
 	}
-	open, err := s.store.OrderFindOpen(ctx, s.store.DB, b.BillNo, wechat.Channel, now)
+	open, err := s.store.OrderFindOpen(ctx, s.store.DB, b.BillNo, ch)
 	switch {
-	case err == nil && open.Amount == due.Total:
+	case err == nil && now.Before(open.ExpiresAt) && open.Amount == due.Total && open.CodeURL != "":
 		return open, nil
-	case err != nil && !errors.Is(err, store.ErrNotFound):
+	case err == nil && s.retirer == nil:
+		return store.Order{}, fmt.Errorf("%w: order %s must be settled, and there is no retirer", ErrChannel, open.OrderNo)
+	case err == nil:
+		// Expired, or for another amount: settle it before a new order is made.
+		paid, err := s.retirer.Retire(ctx, open)
+		switch {
+		case err != nil:
+			return store.Order{}, fmt.Errorf("%w: settling order %s: %w", ErrChannel, open.OrderNo, err)
+		case paid:
+			return store.Order{}, ErrBillPaid
+		}
+		s.log.Info("order: replaced", "order_no", open.OrderNo, "bill_no", b.BillNo, "channel", ch)
+	case !errors.Is(err, store.ErrNotFound):
 		return store.Order{}, err
 	}
 
 	o := store.Order{
-		OrderNo: newOrderNo(now), BillNo: b.BillNo, Channel: wechat.Channel,
+		OrderNo: newOrderNo(now), BillNo: b.BillNo, Channel: ch,
 		Amount: due.Total, Fine: due.Fine, LateFee: due.LateFee, Status: store.OrderCreated,
-		ExpiresAt: bizdate.Of(now).End(), CreatedAt: now, UpdatedAt: now,
+		ExpiresAt: bizdate.Of(now).End(), CreatedAt: now.Truncate(time.Second), UpdatedAt: now,
 	}
-	o.CodeURL, err = s.wechat.CreateNative(ctx, wechat.NativeOrder{
-		OutTradeNo: o.OrderNo, Description: description(b), Attach: b.BillNo, NotifyURL: s.notifyURL,
-		Total: int64(o.Amount), TimeExpire: o.ExpiresAt,
-	})
+	co := channel.Order{OrderNo: o.OrderNo, BillNo: b.BillNo, Subject: subject(b), Amount: o.Amount, CreatedAt: o.CreatedAt, ExpiresAt: o.ExpiresAt}
+	o.CodeURL, err = a.Create(ctx, co)
 	if err != nil {
 		return store.Order{}, fmt.Errorf("%w: %w", ErrChannel, err)
 	}
 	if err := s.store.OrderInsert(ctx, s.store.DB, o); err != nil {
-		return store.Order{}, err
+		if !store.IsUniqueViolation(err) {
+			return store.Order{}, err
+		}
+		// Another replica created the bill's order meanwhile (its lock is not ours: no shared
+		// Redis). Ours is closed at the channel; theirs is the one.
+		if cerr := a.Close(context.WithoutCancel(ctx), co); cerr != nil {
+			s.log.Warn("order: close a surplus order at the channel", "order_no", o.OrderNo, "err", cerr)
+		}
+		theirs, ferr := s.store.OrderFindOpen(ctx, s.store.DB, b.BillNo, ch)
+		if ferr != nil {
+			return store.Order{}, errors.Join(err, ferr)
+		}
+		return theirs, nil
 	}
-	s.created.WithLabelValues(wechat.Channel).Inc()
+	s.created.WithLabelValues(ch).Inc()
 	s.log.Info("order: created", "order_no", o.OrderNo, "bill_no", o.BillNo, "channel", o.Channel, "amount", int64(o.Amount))
 	return o, nil
 }
@@ -188,21 +229,17 @@ func (s *Service) Get(ctx context.Context, token, orderNo string) (store.Order, 
 	return o, b, err
 }
 
-// description is what the payer sees in WeChat: at most 127 bytes.
-func description(b store.Bill) string {
-	d := "交通违法罚款"
+// subject is what the payer sees in the payment app; each adapter cuts it to its channel's
+// limit.
+func subject(b store.Bill) string {
 	if b.ItemName != "" {
-		d = b.ItemName
+		return b.ItemName
 	}
-	for len(d) > 127 {
-		_, n := utf8.DecodeLastRuneInString(d)
-		d = d[:len(d)-n]
-	}
-	return d
+	return "交通违法罚款"
 }
 
-// newOrderNo is "FP", the Asia/Shanghai time to the second and 12 random digits (28
-// characters, within WeChat's 6–32).
+// newOrderNo is "FP", the Asia/Shanghai time to the second and 12 random digits: 28 letters and
+// digits, within WeChat's 6–32, Alipay's 64 and UnionPay's 8–40 (and its alphanumerics only).
 func newOrderNo(now time.Time) string {
 	n, err := rand.Int(rand.Reader, big.NewInt(1e12))
 	if err != nil {

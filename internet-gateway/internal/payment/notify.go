@@ -12,7 +12,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"finepay/internet-gateway/internal/alipay"
 	"finepay/internet-gateway/internal/store"
+	"finepay/internet-gateway/internal/unionpay"
 	"finepay/internet-gateway/internal/wechat"
 	"finepay/shared/money"
 )
@@ -22,11 +24,23 @@ const (
 	ReasonSignature    = "signature"
 	ReasonSerial       = "serial"
 	ReasonTimestamp    = "timestamp"
+	ReasonCertificate  = "certificate"
 	ReasonDecrypt      = "decrypt"
 	ReasonInvalid      = "invalid"
 	ReasonUnknownOrder = "unknown_order"
 	ReasonAmount       = "amount"
+	ReasonUnconfirmed  = "unconfirmed"
 )
+
+// reasons of each channel, so that every series starts at zero.
+var reasons = map[string][]string{
+	wechat.Channel:   {ReasonSignature, ReasonSerial, ReasonTimestamp, ReasonDecrypt, ReasonInvalid, ReasonUnknownOrder, ReasonAmount},
+	alipay.Channel:   {ReasonSignature, ReasonInvalid, ReasonUnknownOrder, ReasonAmount},
+	unionpay.Channel: {ReasonSignature, ReasonCertificate, ReasonInvalid, ReasonUnknownOrder, ReasonAmount, ReasonUnconfirmed},
+}
+
+// ErrUnconfirmed is a UnionPay success notification that the confirming query contradicts.
+var ErrUnconfirmed = errors.New("payment: the channel's query does not confirm the notification")
 
 // Rejected is the error of a notification that is forged or invalid. It was stored with
 // verdict rejected; the channel is answered 4xx.
@@ -40,6 +54,15 @@ func (e *Rejected) Error() string {
 }
 func (e *Rejected) Unwrap() error { return e.Cause }
 
+// Transient is the error of a notification that could not be decided now (the confirming query
+// failed or the payment is still processing): nothing was recorded and the channel must resend.
+type Transient struct{ Cause error }
+
+func (e *Transient) Error() string {
+	return "payment: notification not decided yet: " + e.Cause.Error()
+}
+func (e *Transient) Unwrap() error { return e.Cause }
+
 // reasonOf maps a verification failure to its reason.
 func reasonOf(err error) string {
 	switch {
@@ -47,14 +70,18 @@ func reasonOf(err error) string {
 		return ReasonSerial
 	case errors.Is(err, wechat.ErrTimestamp):
 		return ReasonTimestamp
-	case errors.Is(err, wechat.ErrSignature):
+	case errors.Is(err, wechat.ErrSignature), errors.Is(err, alipay.ErrSignature), errors.Is(err, unionpay.ErrSignature):
 		return ReasonSignature
+	case errors.Is(err, unionpay.ErrCertificate):
+		return ReasonCertificate
 	case errors.Is(err, wechat.ErrDecrypt):
 		return ReasonDecrypt
 	case errors.Is(err, ErrUnknownOrder):
 		return ReasonUnknownOrder
 	case errors.Is(err, ErrAmount):
 		return ReasonAmount
+	case errors.Is(err, ErrUnconfirmed):
+		return ReasonUnconfirmed
 	default:
 		return ReasonInvalid
 	}
@@ -65,6 +92,18 @@ type Opener interface {
 	OpenNotification(h http.Header, body []byte) (wechat.Notification, wechat.Transaction, error)
 }
 
+// AlipayOpener verifies Alipay notifications (implemented by *alipay.Client).
+type AlipayOpener interface {
+	OpenNotification(body []byte) (alipay.Notification, error)
+}
+
+// UnionPayOpener verifies UnionPay notifications and confirms them by a query (implemented by
+// *unionpay.Client).
+type UnionPayOpener interface {
+	OpenNotification(body []byte) (unionpay.Notification, error)
+	Query(ctx context.Context, orderID string, txnTime time.Time) (unionpay.Result, map[string]string, error)
+}
+
 // Raw is a notification request as received.
 type Raw struct {
 	RemoteAddr string
@@ -73,13 +112,13 @@ type Raw struct {
 	Truncated  bool // the body was longer than the limit and was cut
 }
 
-// NotificationsConfig configures Notifications.
+// NotificationsConfig configures Notifications. A channel whose opener is nil is not served.
 type NotificationsConfig struct {
 	Store    *store.Store
 	Recorder *Recorder
 	WeChat   Opener
-	AppID    string
-	MchID    string
+	Alipay   AlipayOpener
+	UnionPay UnionPayOpener
 	Now      func() time.Time
 	Logger   *slog.Logger
 	Registry prometheus.Registerer // gets the notification counters; nil = none
@@ -90,6 +129,8 @@ type Notifications struct {
 	store    *store.Store
 	recorder *Recorder
 	wechat   Opener
+	alipay   AlipayOpener
+	unionpay UnionPayOpener
 	now      func() time.Time
 	log      *slog.Logger
 	received *prometheus.CounterVec
@@ -104,7 +145,8 @@ func NewNotifications(cfg NotificationsConfig) *Notifications {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Notifications{store: cfg.Store, recorder: cfg.Recorder, wechat: cfg.WeChat, now: cfg.Now, log: cfg.Logger,
+	n := &Notifications{store: cfg.Store, recorder: cfg.Recorder, wechat: cfg.WeChat, alipay: cfg.Alipay, unionpay: cfg.UnionPay,
+		now: cfg.Now, log: cfg.Logger,
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gateway_notifications_received_total",
 			Help: "Channel notifications received (stored raw), by channel."}, []string{"channel"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gateway_notifications_rejected_total",
@@ -112,9 +154,11 @@ func NewNotifications(cfg NotificationsConfig) *Notifications {
 	}
 	// Start every series at zero, so that an alert on the rejection rate sees it before the
 	// first forged notification arrives.
-	n.received.WithLabelValues("wechat")
-	for _, r := range []string{ReasonSignature, ReasonSerial, ReasonTimestamp, ReasonDecrypt, ReasonInvalid, ReasonUnknownOrder, ReasonAmount} {
-		n.rejected.WithLabelValues("wechat", r)
+	for _, ch := range n.Channels() {
+		n.received.WithLabelValues(ch)
+		for _, r := range reasons[ch] {
+			n.rejected.WithLabelValues(ch, r)
+		}
 	}
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(n.received, n.rejected)
@@ -122,22 +166,48 @@ func NewNotifications(cfg NotificationsConfig) *Notifications {
 	return n
 }
 
+// Channels lists the channels whose notifications are served.
+func (n *Notifications) Channels() []string {
+	var out []string
+	if n.wechat != nil {
+		out = append(out, wechat.Channel)
+	}
+	if n.alipay != nil {
+		out = append(out, alipay.Channel)
+	}
+	if n.unionpay != nil {
+		out = append(out, unionpay.Channel)
+	}
+	return out
+}
+
 // Verdict is the outcome of an accepted notification.
 type Verdict struct {
 	NotificationID int64 // row in notifications
 	Duplicate      bool
-	Payment        store.Payment
+	// Ignored is set for a genuine notification that asks for nothing (a trade not paid, a
+	// failed payment): it is answered as received.
+	Ignored bool
+	Payment store.Payment
 }
 
 // privateHeaders are not stored with a notification.
 var privateHeaders = map[string]bool{"Cookie": true, "Authorization": true}
 
-// HandleWeChat handles a WeChat Pay notification: (a) store it raw in its own committed write;
-// (b) verify signature, serial and timestamp, decrypt and validate it, check that the order
-// exists and the amount is the order's; (c) record the payment (one transaction, see
-// Recorder.Record). A forged or invalid notification returns *Rejected (and changed nothing
-// but its own row); any other error is a storage failure, after which the channel must resend.
-func (n *Notifications) HandleWeChat(ctx context.Context, raw Raw) (Verdict, error) {
+// opened is what a verified notification asks for: a payment to record, or nothing (ignore
+// says why).
+type opened struct {
+	conf                         Confirmation
+	ignore                       string
+	eventID, outTradeNo, tradeNo string
+}
+
+// handle runs the steps every channel shares: (a) store the notification raw in its own
+// committed write; (b) open it (verify and check, per channel); (c) record the payment (one
+// transaction, see Recorder.Record) unless it asks for nothing. A forged or invalid
+// notification returns *Rejected (and changed nothing but its own row); *Transient asks the
+// channel to resend; any other error is a storage failure, after which the channel must resend.
+func (n *Notifications) handle(ctx context.Context, ch string, raw Raw, limit int, open func(ctx context.Context) (opened, error)) (Verdict, error) {
 	hdr := http.Header{}
 	for k, v := range raw.Header {
 		if !privateHeaders[http.CanonicalHeaderKey(k)] {
@@ -149,31 +219,35 @@ func (n *Notifications) HandleWeChat(ctx context.Context, raw Raw) (Verdict, err
 		return Verdict{}, err
 	}
 	id, err := n.store.NotificationInsert(ctx, n.store.DB, store.Notification{
-		Channel: wechat.Channel, ReceivedAt: n.now(), RemoteAddr: raw.RemoteAddr, Headers: string(hjson), Body: raw.Body,
+		Channel: ch, ReceivedAt: n.now(), RemoteAddr: raw.RemoteAddr, Headers: string(hjson), Body: raw.Body,
 	})
 	if err != nil {
 		return Verdict{}, err
 	}
-	n.received.WithLabelValues(wechat.Channel).Inc()
+	n.received.WithLabelValues(ch).Inc()
 	v := Verdict{NotificationID: id}
 
 	if raw.Truncated {
-		return v, n.reject(ctx, id, fmt.Errorf("%w: body larger than %d bytes", wechat.ErrInvalid, wechat.MaxNotification), "", "", "")
+		return v, n.reject(ctx, ch, id, fmt.Errorf("body larger than %d bytes", limit), opened{})
 	}
-	note, tx, err := n.wechat.OpenNotification(raw.Header, raw.Body)
-	if err != nil {
-		return v, n.reject(ctx, id, err, note.ID, tx.OutTradeNo, tx.TransactionID)
+	o, err := open(ctx)
+	var tr *Transient
+	switch {
+	case errors.As(err, &tr):
+		n.log.Warn("payment: notification not decided, the channel will resend", "notification", id, "channel", ch, "err", err)
+		return v, err
+	case err != nil:
+		return v, n.reject(ctx, ch, id, err, o)
 	}
-	paidAt, err := tx.CheckPaid(tx.AppID, tx.MchID) // validated by OpenNotification; this returns the time
-	if err != nil {
-		return v, n.reject(ctx, id, err, note.ID, tx.OutTradeNo, tx.TransactionID)
+	if o.ignore != "" {
+		v.Ignored = true
+		n.decide(ctx, id, store.Decision{Verdict: store.VerdictIgnored, Reason: clean(o.ignore, 500), EventID: clean(o.eventID, 64),
+			OutTradeNo: clean(o.outTradeNo, 64), ChannelTradeNo: clean(o.tradeNo, 64), At: n.now()})
+		return v, nil
 	}
-	res, err := n.recorder.Record(ctx, Confirmation{
-		Channel: wechat.Channel, ChannelTradeNo: tx.TransactionID, OrderNo: tx.OutTradeNo,
-		Amount: money.Fen(tx.Amount.Total), PaidAt: paidAt, NotificationID: note.ID, Source: store.SourceNotification,
-	})
+	res, err := n.recorder.Record(ctx, o.conf)
 	if errors.Is(err, ErrUnknownOrder) || errors.Is(err, ErrAmount) {
-		return v, n.reject(ctx, id, err, note.ID, tx.OutTradeNo, tx.TransactionID)
+		return v, n.reject(ctx, ch, id, err, o)
 	}
 	if err != nil {
 		return v, err
@@ -183,23 +257,116 @@ func (n *Notifications) HandleWeChat(ctx context.Context, raw Raw) (Verdict, err
 	if res.Duplicate {
 		verdict = store.VerdictDuplicate
 	}
-	if err := n.store.NotificationDecide(ctx, n.store.DB, id, store.Decision{Verdict: verdict, EventID: note.ID,
-		OutTradeNo: tx.OutTradeNo, ChannelTradeNo: tx.TransactionID, At: n.now()}); err != nil {
-		// The payment is committed; only the bookkeeping of this delivery is missing.
-		n.log.Error("payment: record notification verdict", "notification", id, "verdict", verdict, "err", err)
-	}
+	n.decide(ctx, id, store.Decision{Verdict: verdict, EventID: o.eventID, OutTradeNo: o.outTradeNo, ChannelTradeNo: o.tradeNo, At: n.now()})
 	return v, nil
 }
 
+// decide records a verdict; the payment, if any, is committed already, so a failure here only
+// loses the bookkeeping of this delivery.
+func (n *Notifications) decide(ctx context.Context, id int64, d store.Decision) {
+	if err := n.store.NotificationDecide(ctx, n.store.DB, id, d); err != nil {
+		n.log.Error("payment: record notification verdict", "notification", id, "verdict", d.Verdict, "err", err)
+	}
+}
+
+// HandleWeChat handles a WeChat Pay notification: verify signature, serial and timestamp,
+// decrypt and validate it, check that the order exists and the amount is the order's, record
+// the payment.
+func (n *Notifications) HandleWeChat(ctx context.Context, raw Raw) (Verdict, error) {
+	return n.handle(ctx, wechat.Channel, raw, wechat.MaxNotification, func(context.Context) (opened, error) {
+		note, tx, err := n.wechat.OpenNotification(raw.Header, raw.Body)
+		o := opened{eventID: note.ID, outTradeNo: tx.OutTradeNo, tradeNo: tx.TransactionID}
+		if err != nil {
+			return o, err
+		}
+		paidAt, err := tx.CheckPaid(tx.AppID, tx.MchID) // validated by OpenNotification; this returns the time
+		if err != nil {
+			return o, err
+		}
+		o.conf = Confirmation{Channel: wechat.Channel, ChannelTradeNo: tx.TransactionID, OrderNo: tx.OutTradeNo,
+			Amount: money.Fen(tx.Amount.Total), PaidAt: paidAt, NotificationID: note.ID, Source: store.SourceNotification}
+		return o, nil
+	})
+}
+
+// HandleAlipay handles an Alipay notification: verify the RSA2 signature and the content; a
+// paid trade (TRADE_SUCCESS or TRADE_FINISHED) of a known order for its amount is recorded;
+// another trade status asks for nothing.
+func (n *Notifications) HandleAlipay(ctx context.Context, raw Raw) (Verdict, error) {
+	return n.handle(ctx, alipay.Channel, raw, alipay.MaxNotification, func(context.Context) (opened, error) {
+		note, err := n.alipay.OpenNotification(raw.Body)
+		o := opened{eventID: note.NotifyID, outTradeNo: note.OutTradeNo, tradeNo: note.TradeNo}
+		if err != nil {
+			return o, err
+		}
+		if !note.Paid() {
+			o.ignore = "trade_status " + note.TradeStatus
+			return o, nil
+		}
+		o.conf = Confirmation{Channel: alipay.Channel, ChannelTradeNo: note.TradeNo, OrderNo: note.OutTradeNo, Amount: note.TotalAmount,
+			PaidAt: note.PaidAt, NotificationID: note.NotifyID, Source: store.SourceNotification}
+		return o, nil
+	})
+}
+
+// HandleUnionPay handles a UnionPay backUrl notification: verify the signature and its
+// certificate chain and the content; a consume with respCode 00 or A6 of a known order for its
+// amount is confirmed by a query at UnionPay, then recorded; another notification asks for
+// nothing. A query that fails, or a payment still processing, asks UnionPay to resend.
+func (n *Notifications) HandleUnionPay(ctx context.Context, raw Raw) (Verdict, error) {
+	return n.handle(ctx, unionpay.Channel, raw, unionpay.MaxNotification, func(ctx context.Context) (opened, error) {
+		note, err := n.unionpay.OpenNotification(raw.Body)
+		o := opened{eventID: note.QueryID, outTradeNo: note.OrderID, tradeNo: note.QueryID}
+		if err != nil {
+			return o, err
+		}
+		switch {
+		case note.TxnType != unionpay.TxnTypeConsume:
+			o.ignore = "txnType " + note.TxnType
+			return o, nil
+		case !note.Succeeded():
+			o.ignore = "respCode " + note.RespCode + " " + note.RespMsg
+			return o, nil
+		}
+		order, err := n.store.OrderGet(ctx, n.store.DB, note.OrderID, false)
+		switch {
+		case errors.Is(err, store.ErrNotFound) || (err == nil && order.Channel != unionpay.Channel):
+			return o, fmt.Errorf("%w: %s", ErrUnknownOrder, note.OrderID)
+		case err != nil:
+			return o, &Transient{Cause: err}
+		case order.Amount != note.TxnAmt:
+			return o, fmt.Errorf("%w: %s paid %d, order %d", ErrAmount, note.OrderID, note.TxnAmt, order.Amount)
+		case note.TxnTime != unionpay.TxnTime(order.CreatedAt):
+			return o, fmt.Errorf("%w: txnTime %s is not the order's", unionpay.ErrInvalid, note.TxnTime)
+		}
+		r, _, err := n.unionpay.Query(ctx, note.OrderID, order.CreatedAt)
+		switch {
+		case errors.Is(err, unionpay.ErrNoSuchTransaction):
+			return o, fmt.Errorf("%w: UnionPay knows no transaction %s", ErrUnconfirmed, note.OrderID)
+		case err != nil:
+			return o, &Transient{Cause: fmt.Errorf("confirming query: %w", err)}
+		case !r.Paid() && unionpay.Processing(r.OrigRespCode):
+			return o, &Transient{Cause: fmt.Errorf("confirming query: %s still processing (%s)", note.OrderID, r.OrigRespCode)}
+		case !r.Paid():
+			return o, fmt.Errorf("%w: origRespCode %s", ErrUnconfirmed, r.OrigRespCode)
+		case r.QueryID != note.QueryID || r.TxnAmt != note.TxnAmt:
+			return o, fmt.Errorf("%w: the query answers queryId %s for %d", ErrUnconfirmed, r.QueryID, r.TxnAmt)
+		}
+		o.conf = Confirmation{Channel: unionpay.Channel, ChannelTradeNo: note.QueryID, OrderNo: note.OrderID, Amount: note.TxnAmt,
+			PaidAt: r.PaidAt, NotificationID: note.QueryID, Source: store.SourceNotification}
+		return o, nil
+	})
+}
+
 // reject records a rejection and returns it as *Rejected, or the storage error.
-func (n *Notifications) reject(ctx context.Context, id int64, cause error, eventID, outTradeNo, tradeNo string) error {
+func (n *Notifications) reject(ctx context.Context, ch string, id int64, cause error, o opened) error {
 	reason := reasonOf(cause)
-	n.rejected.WithLabelValues(wechat.Channel, reason).Inc()
-	n.log.Warn("payment: notification rejected", "notification", id, "channel", wechat.Channel, "reason", reason, "err", cause)
+	n.rejected.WithLabelValues(ch, reason).Inc()
+	n.log.Warn("payment: notification rejected", "notification", id, "channel", ch, "reason", reason, "err", cause)
 	detail := clean(cause.Error(), 500)
 	if err := n.store.NotificationDecide(ctx, n.store.DB, id, store.Decision{Verdict: store.VerdictRejected,
-		Reason: reason + ": " + detail, EventID: clean(eventID, 64), OutTradeNo: clean(outTradeNo, 64), ChannelTradeNo: clean(tradeNo, 64),
-		At: n.now()}); err != nil {
+		Reason: reason + ": " + detail, EventID: clean(o.eventID, 64), OutTradeNo: clean(o.outTradeNo, 64),
+		ChannelTradeNo: clean(o.tradeNo, 64), At: n.now()}); err != nil {
 		return err
 	}
 	return &Rejected{Reason: reason, Cause: cause}

@@ -38,7 +38,7 @@ func setup(t *testing.T, db *sqldb.DB) *env {
 	e := &env{Env: fixture.New(t, db, fixture.Options{})}
 	tok := fixture.Token()
 	e.Publish(t, fixture.Bill("B1", tok))
-	o, err := e.Orders.CreateWeChat(context.Background(), tok)
+	o, err := e.Orders.Create(context.Background(), tok, "wechat")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +221,7 @@ func TestP2NotificationAfterMidnight(t *testing.T) {
 	e.Clock.Set(time.Date(2025, 3, 1, 15, 50, 0, 0, time.UTC))
 	tok := fixture.Token()
 	e.Publish(t, fixture.Bill("B1", tok))
-	o, err := e.Orders.CreateWeChat(context.Background(), tok)
+	o, err := e.Orders.Create(context.Background(), tok, "wechat")
 	sqltest.Must(t, err)
 	if o.Amount != 27800 || !o.ExpiresAt.Equal(time.Date(2025, 3, 1, 15, 59, 59, 0, time.UTC)) {
 		t.Fatalf("order %+v", o)
@@ -246,9 +246,9 @@ func TestP2OrderQueryLoop(t *testing.T) {
 		tok2, tok3 := fixture.Token(), fixture.Token()
 		e.Publish(t, fixture.Bill("B2", tok2))
 		e.Publish(t, fixture.Bill("B3", tok3))
-		o2, err := e.Orders.CreateWeChat(ctx, tok2)
+		o2, err := e.Orders.Create(ctx, tok2, "wechat")
 		sqltest.Must(t, err)
-		o3, err := e.Orders.CreateWeChat(ctx, tok3)
+		o3, err := e.Orders.Create(ctx, tok3, "wechat")
 		sqltest.Must(t, err)
 
 		r, err := e.Poller.RunOnce(ctx)

@@ -13,6 +13,7 @@ const (
 	VerdictAccepted  = "accepted"
 	VerdictDuplicate = "duplicate"
 	VerdictRejected  = "rejected"
+	VerdictIgnored   = "ignored" // genuine, but asks for nothing (a trade not paid, a failed payment)
 )
 
 // Notification is a channel notification as received: its raw headers (JSON) and body, where

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"finepay/shared/money"
@@ -31,25 +32,31 @@ type Order struct {
 	CreatedAt time.Time
 	UpdatedAt time.Time
 	QueriedAt time.Time // zero when never queried
+	// QueryCount is how many times the order was queried at the channel; NextQueryAt is when
+	// the next query is due (zero: created_at plus the query delay).
+	QueryCount  int
+	NextQueryAt time.Time
 }
 
-const orderColumns = `order_no, bill_no, channel, amount, fine, late_fee, code_url, status, expires_at, created_at, updated_at, queried_at`
+const orderColumns = `order_no, bill_no, channel, amount, fine, late_fee, code_url, status, expires_at, created_at, updated_at,
+	queried_at, query_count, next_query_at`
 
 func scanOrder(row interface{ Scan(...any) error }) (Order, error) {
 	var o Order
-	var queried sql.NullTime
+	var queried, next sql.NullTime
 	err := row.Scan(&o.OrderNo, &o.BillNo, &o.Channel, &o.Amount, &o.Fine, &o.LateFee, &o.CodeURL, &o.Status,
-		&o.ExpiresAt, &o.CreatedAt, &o.UpdatedAt, &queried)
-	o.QueriedAt = queried.Time
+		&o.ExpiresAt, &o.CreatedAt, &o.UpdatedAt, &queried, &o.QueryCount, &next)
+	o.QueriedAt, o.NextQueryAt = queried.Time, next.Time
 	return o, err
 }
 
-// OrderInsert stores a new order.
+// OrderInsert stores a new order. A second order still created for the same bill and channel
+// fails with a unique violation (index channel_orders_open).
 func (s *Store) OrderInsert(ctx context.Context, q Querier, o Order) error {
 	_, err := q.ExecContext(ctx, `INSERT INTO channel_orders (`+orderColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
 		o.OrderNo, o.BillNo, o.Channel, int64(o.Amount), int64(o.Fine), int64(o.LateFee), o.CodeURL, o.Status,
-		utc(o.ExpiresAt), utc(o.CreatedAt), utc(o.UpdatedAt), nullTime(o.QueriedAt))
+		utc(o.ExpiresAt), utc(o.CreatedAt), utc(o.UpdatedAt), nullTime(o.QueriedAt), o.QueryCount, nullTime(o.NextQueryAt))
 	if err != nil {
 		return fmt.Errorf("store: insert order %s: %w", o.OrderNo, err)
 	}
@@ -67,21 +74,31 @@ func (s *Store) OrderGet(ctx context.Context, q Querier, orderNo string, forUpda
 	return o, notFound(err, "order "+orderNo)
 }
 
-// OrderFindOpen returns the newest order of a bill and channel that is still created, has a
-// code URL and has not expired at now.
-func (s *Store) OrderFindOpen(ctx context.Context, q Querier, billNo, channel string, now time.Time) (Order, error) {
+// OrderFindOpen returns the order of a bill and channel that is still created, expired or not
+// (there is at most one).
+func (s *Store) OrderFindOpen(ctx context.Context, q Querier, billNo, channel string) (Order, error) {
 	o, err := scanOrder(q.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM channel_orders
-		WHERE bill_no = $1 AND channel = $2 AND status = $3 AND expires_at > $4 AND code_url <> ''
-		ORDER BY created_at DESC LIMIT 1`, billNo, channel, OrderCreated, utc(now)))
+		WHERE bill_no = $1 AND channel = $2 AND status = $3`, billNo, channel, OrderCreated))
 	return o, notFound(err, "open order")
 }
 
-// OrderListToQuery returns up to limit orders of channel still in created that were created at
-// or before createdBefore and not queried after queriedBefore, oldest first.
-func (s *Store) OrderListToQuery(ctx context.Context, q Querier, channel string, createdBefore, queriedBefore time.Time, limit int) ([]Order, error) {
+// OrderListToQuery returns up to limit orders of the channels still created that were created
+// at or before createdBefore and whose next query is due at now (never queried, or
+// next_query_at passed), those due longest first.
+func (s *Store) OrderListToQuery(ctx context.Context, q Querier, channels []string, createdBefore, now time.Time, limit int) ([]Order, error) {
+	if len(channels) == 0 {
+		return nil, nil
+	}
+	args := []any{OrderCreated, utc(createdBefore), utc(now), limit}
+	marks := make([]string, len(channels))
+	for i, c := range channels {
+		args = append(args, c)
+		marks[i] = fmt.Sprintf("$%d", len(args))
+	}
 	rows, err := q.QueryContext(ctx, `SELECT `+orderColumns+` FROM channel_orders
-		WHERE status = $1 AND channel = $2 AND created_at <= $3 AND (queried_at IS NULL OR queried_at <= $4)
-		ORDER BY created_at LIMIT $5`, OrderCreated, channel, utc(createdBefore), utc(queriedBefore), limit)
+		WHERE status = $1 AND channel IN (`+strings.Join(marks, ", ")+`) AND created_at <= $2
+			AND (next_query_at IS NULL OR next_query_at <= $3)
+		ORDER BY COALESCE(next_query_at, created_at), order_no LIMIT $4`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: orders to query: %w", err)
 	}
@@ -118,9 +135,11 @@ func (s *Store) OrderClose(ctx context.Context, q Querier, orderNo string, now t
 	return n == 1, err
 }
 
-// OrderMarkQueried records when an order was last queried at the channel.
-func (s *Store) OrderMarkQueried(ctx context.Context, q Querier, orderNo string, now time.Time) error {
-	_, err := q.ExecContext(ctx, `UPDATE channel_orders SET queried_at = $2 WHERE order_no = $1`, orderNo, utc(now))
+// OrderMarkQueried records that an order was queried at the channel at now, counts the query
+// and sets when the next is due.
+func (s *Store) OrderMarkQueried(ctx context.Context, q Querier, orderNo string, now, next time.Time) error {
+	_, err := q.ExecContext(ctx, `UPDATE channel_orders SET queried_at = $2, query_count = query_count + 1, next_query_at = $3
+		WHERE order_no = $1`, orderNo, utc(now), utc(next))
 	if err != nil {
 		return fmt.Errorf("store: mark order %s queried: %w", orderNo, err)
 	}

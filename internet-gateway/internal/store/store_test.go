@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"finepay/ferry/sqldb"
@@ -73,7 +75,7 @@ func TestP2StoreBills(t *testing.T) {
 
 func anOrder(no, bill string, created time.Time) store.Order {
 	return store.Order{OrderNo: no, BillNo: bill, Channel: "wechat", Amount: 20600, Fine: 20000, LateFee: 600,
-		CodeURL: "weixin://wxpay/bizpayurl/up?pr=x", Status: store.OrderCreated, ExpiresAt: created.Add(12 * time.Hour),
+		CodeURL: "weixin://wxpay/bizpayurl/up?pr=x", Status: store.OrderCreated, ExpiresAt: t0.Add(13 * time.Hour),
 		CreatedAt: created, UpdatedAt: created}
 }
 
@@ -82,40 +84,90 @@ func TestP2StoreOrders(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		s, ctx := setup(t, db), context.Background()
 		sqltest.Must(t, s.OrderInsert(ctx, db, anOrder("O1", "B1", t0)))
+		// One open order per bill and channel: a second one conflicts until the first is closed.
+		if err := s.OrderInsert(ctx, db, anOrder("O2", "B1", t0.Add(time.Minute))); !store.IsUniqueViolation(err) {
+			t.Fatalf("a second open order of a bill and channel: %v", err)
+		}
+		other := anOrder("O9", "B1", t0)
+		other.Channel = "alipay"
+		sqltest.Must(t, s.OrderInsert(ctx, db, other))
+		if closed, err := s.OrderClose(ctx, db, "O1", t0); !closed || err != nil {
+			t.Fatalf("close: %v %v", closed, err)
+		}
 		sqltest.Must(t, s.OrderInsert(ctx, db, anOrder("O2", "B1", t0.Add(time.Minute))))
 		sqltest.Must(t, s.OrderInsert(ctx, db, anOrder("O3", "B2", t0.Add(2*time.Minute))))
-		if err := s.OrderInsert(ctx, db, anOrder("O1", "B1", t0)); !store.IsUniqueViolation(err) {
+		if err := s.OrderInsert(ctx, db, anOrder("O1", "B3", t0)); !store.IsUniqueViolation(err) {
 			t.Fatalf("duplicate order number: %v", err)
 		}
-		o, err := s.OrderFindOpen(ctx, db, "B1", "wechat", t0.Add(time.Hour))
+		o, err := s.OrderFindOpen(ctx, db, "B1", "wechat")
 		sqltest.Must(t, err)
-		if o.OrderNo != "O2" || o.Amount != 20600 || o.LateFee != 600 || !o.QueriedAt.IsZero() {
+		if o.OrderNo != "O2" || o.Amount != 20600 || o.LateFee != 600 || !o.QueriedAt.IsZero() || o.QueryCount != 0 {
 			t.Fatalf("open order = %+v", o)
 		}
-		if _, err := s.OrderFindOpen(ctx, db, "B1", "wechat", t0.Add(13*time.Hour)); !errors.Is(err, store.ErrNotFound) {
-			t.Fatalf("expired orders are not open: %v", err)
+		if _, err := s.OrderFindOpen(ctx, db, "B4", "wechat"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("no open order: %v", err)
 		}
-		due, err := s.OrderListToQuery(ctx, db, "wechat", t0.Add(90*time.Second), t0, 10)
+		due, err := s.OrderListToQuery(ctx, db, []string{"wechat", "alipay"}, t0.Add(150*time.Second), t0.Add(3*time.Minute), 10)
 		sqltest.Must(t, err)
-		if len(due) != 2 || due[0].OrderNo != "O1" || due[1].OrderNo != "O2" {
+		if len(due) != 3 || due[0].OrderNo != "O9" || due[1].OrderNo != "O2" || due[2].OrderNo != "O3" {
 			t.Fatalf("to query: %+v", due)
 		}
-		sqltest.Must(t, s.OrderMarkQueried(ctx, db, "O1", t0.Add(time.Minute)))
-		due, _ = s.OrderListToQuery(ctx, db, "wechat", t0.Add(90*time.Second), t0.Add(30*time.Second), 10)
-		if len(due) != 1 || due[0].OrderNo != "O2" {
-			t.Fatalf("a recently queried order is due again: %+v", due)
+		if due, _ = s.OrderListToQuery(ctx, db, []string{"unionpay"}, t0.Add(time.Hour), t0.Add(time.Hour), 10); len(due) != 0 {
+			t.Fatalf("another channel's orders: %+v", due)
+		}
+		sqltest.Must(t, s.OrderMarkQueried(ctx, db, "O2", t0.Add(3*time.Minute), t0.Add(5*time.Minute)))
+		due, _ = s.OrderListToQuery(ctx, db, []string{"wechat"}, t0.Add(time.Hour), t0.Add(4*time.Minute), 10)
+		if len(due) != 1 || due[0].OrderNo != "O3" {
+			t.Fatalf("an order queried again before its next query is due: %+v", due)
+		}
+		due, _ = s.OrderListToQuery(ctx, db, []string{"wechat"}, t0.Add(time.Hour), t0.Add(5*time.Minute), 10)
+		if len(due) != 2 || due[0].OrderNo != "O3" || due[1].OrderNo != "O2" {
+			t.Fatalf("due at 5 minutes: %+v", due)
 		}
 		sqltest.Must(t, s.OrderMarkPaid(ctx, db, "O2", t0))
 		if closed, err := s.OrderClose(ctx, db, "O2", t0); closed || err != nil {
 			t.Fatalf("closed a paid order: %v %v", closed, err)
 		}
-		if closed, err := s.OrderClose(ctx, db, "O1", t0); !closed || err != nil {
-			t.Fatalf("close: %v %v", closed, err)
-		}
-		o, err = s.OrderGet(ctx, db, "O1", false)
+		o, err = s.OrderGet(ctx, db, "O2", false)
 		sqltest.Must(t, err)
-		if o.Status != store.OrderClosed || !o.QueriedAt.Equal(t0.Add(time.Minute)) || !o.ExpiresAt.Equal(t0.Add(12*time.Hour)) {
-			t.Fatalf("O1 = %+v", o)
+		if o.Status != store.OrderPaid || !o.QueriedAt.Equal(t0.Add(3*time.Minute)) || o.QueryCount != 1 ||
+			!o.NextQueryAt.Equal(t0.Add(5*time.Minute)) || !o.ExpiresAt.Equal(t0.Add(13*time.Hour)) {
+			t.Fatalf("O2 = %+v", o)
+		}
+	})
+}
+
+// TestP2StoreMigrationOneOpenOrder applies migration 2 over orders that the days before it left:
+// two open orders of one bill and channel. The older is closed, the newer stays open, and from
+// then on the unique index holds.
+func TestP2StoreMigrationOneOpenOrder(t *testing.T) {
+	t.Parallel()
+	sqltest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		first, err := fs.ReadFile(store.Migrations(), "0001_gateway.up.sql")
+		sqltest.Must(t, err)
+		sqltest.Must(t, db.Migrate(ctx, store.Component, fstest.MapFS{"0001_gateway.up.sql": {Data: first}}))
+		insert := func(no, bill, channel, status string, created time.Time) {
+			_, err := db.ExecContext(ctx, `INSERT INTO channel_orders (order_no, bill_no, channel, amount, fine, late_fee, code_url,
+				status, expires_at, created_at, updated_at) VALUES ($1, $2, $3, 20000, 20000, 0, 'x', $4, $5, $5, $5)`,
+				no, bill, channel, status, created.UTC())
+			sqltest.Must(t, err)
+		}
+		insert("O1", "B1", "wechat", "created", t0)
+		insert("O2", "B1", "wechat", "created", t0.Add(24*time.Hour))
+		insert("O3", "B1", "wechat", "paid", t0.Add(-time.Hour))
+		insert("O4", "B2", "wechat", "created", t0)
+		sqltest.Must(t, store.Migrate(ctx, db))
+		s := store.New(db)
+		for no, want := range map[string]string{"O1": "closed", "O2": "created", "O3": "paid", "O4": "created"} {
+			o, err := s.OrderGet(ctx, db, no, false)
+			sqltest.Must(t, err)
+			if o.Status != want || o.QueryCount != 0 || !o.NextQueryAt.IsZero() {
+				t.Errorf("%s: %+v, want %s", no, o, want)
+			}
+		}
+		if err := s.OrderInsert(ctx, db, anOrder("O5", "B2", t0)); !store.IsUniqueViolation(err) {
+			t.Fatalf("after the migration: %v", err)
 		}
 	})
 }

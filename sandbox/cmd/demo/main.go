@@ -68,11 +68,12 @@ FinePay is running (SQLite in %s, in-process cache; Ctrl-C stops everything).
 
   clerk console  %s/console      user clerk, password %s
   cashier        %s/q/<token>    (the QR URL the console prints for a new bill)
-  sandbox        %s/_sandbox/state   (WeChat Pay, non-tax, e-receipt and window simulators)
+  sandbox        %s/_sandbox/state   (WeChat Pay, Alipay, UnionPay, non-tax, e-receipt and window simulators)
   ferry metrics  %s/metrics (DMZ)   %s/metrics (intranet)
 
-Create a bill in the console, open its QR URL, press 微信支付, then 在模拟器中支付 to pay in the
-WeChat Pay simulator; the result page shows the payment and then the e-receipt.
+Create a bill in the console, open its QR URL, press 微信支付, 支付宝 or 云闪付, then
+在支付模拟器中付款 to pay in that channel's simulator; the result page shows the payment and then
+the e-receipt.
 
 `, varDir, sys.CoreURL, pw, sys.GatewayURL, sys.SandboxURL, sys.DMZMetricsURL, sys.IntranetMetricsURL)
 	select {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"finepay/sandbox/internal/alipaysim"
+	"finepay/sandbox/internal/unionpaysim"
 	"finepay/sandbox/internal/wechatsim"
 )
 
@@ -30,6 +32,18 @@ type Config struct {
 	WeChatDuplicates    int
 	WeChatNotifyWorkers int
 	WeChatNotifyTimeout time.Duration
+
+	AlipayAppID          string
+	AlipaySellerID       string
+	AlipayScheduleScale  float64
+	AlipayDuplicateRate  float64
+	AlipayOutOfOrderRate float64
+
+	UnionPayMerID          string
+	UnionPaySchedule       []time.Duration
+	UnionPayScheduleScale  float64
+	UnionPayDuplicateRate  float64
+	UnionPayOutOfOrderRate float64
 
 	// PartnerCallers are the node names whose NAME-sign.pem is loaded from CertsDir.
 	PartnerCallers []string
@@ -52,11 +66,21 @@ var Options = []Option{
 	{"public-url", "SANDBOX_PUBLIC_URL", "http://127.0.0.1:8070", "base URL of the sandbox in page links; follows the bound port when not set"},
 	{"wechat-appid", "SANDBOX_WECHAT_APPID", wechatsim.DefaultAppID, "WeChat appid of the merchant"},
 	{"wechat-mchid", "SANDBOX_WECHAT_MCHID", wechatsim.DefaultMchID, "WeChat merchant number"},
-	{"wechat-merchant-name", "SANDBOX_WECHAT_MERCHANT_NAME", wechatsim.DefaultMerchantName, "merchant name on the payer page"},
+	{"wechat-merchant-name", "SANDBOX_WECHAT_MERCHANT_NAME", wechatsim.DefaultMerchantName, "merchant name on the payer pages (WeChat, Alipay and UnionPay)"},
 	{"wechat-schedule-scale", "SANDBOX_WECHAT_SCHEDULE_SCALE", "1", "multiplier of the notification resend schedule (0.001 in tests)"},
 	{"wechat-duplicates", "SANDBOX_WECHAT_DUPLICATES", "1", "copies of each notification sent at once"},
-	{"wechat-notify-workers", "SANDBOX_WECHAT_NOTIFY_WORKERS", "16", "notification rounds in flight at most"},
-	{"wechat-notify-timeout", "SANDBOX_WECHAT_NOTIFY_TIMEOUT", "5s", "timeout of one notification request"},
+	{"wechat-notify-workers", "SANDBOX_WECHAT_NOTIFY_WORKERS", "16", "notification rounds in flight at most, per channel simulator"},
+	{"wechat-notify-timeout", "SANDBOX_WECHAT_NOTIFY_TIMEOUT", "5s", "timeout of one notification request, for every channel simulator"},
+	{"alipay-app-id", "SANDBOX_ALIPAY_APP_ID", alipaysim.DefaultAppID, "Alipay app_id of the merchant application"},
+	{"alipay-seller-id", "SANDBOX_ALIPAY_SELLER_ID", alipaysim.DefaultSellerID, "the merchant's Alipay user ID (seller_id of notifications)"},
+	{"alipay-schedule-scale", "SANDBOX_ALIPAY_SCHEDULE_SCALE", "1", "multiplier of Alipay's resend schedule 4m, 10m, 10m, 1h, 2h, 6h, 15h (0.001 in tests)"},
+	{"alipay-duplicate-rate", "SANDBOX_ALIPAY_DUPLICATE_RATE", "0", "probability (0-1) that a notification round is sent twice within a second"},
+	{"alipay-out-of-order-rate", "SANDBOX_ALIPAY_OUT_OF_ORDER_RATE", "0", "probability (0-1) that a payment is notified TRADE_FINISHED first and TRADE_SUCCESS after it"},
+	{"unionpay-mer-id", "SANDBOX_UNIONPAY_MER_ID", unionpaysim.DefaultMerID, "UnionPay merchant number (merId)"},
+	{"unionpay-schedule", "SANDBOX_UNIONPAY_SCHEDULE", unionpaysim.DefaultSchedule, "UnionPay's resend schedule: comma-separated waits, N*d for N times d"},
+	{"unionpay-schedule-scale", "SANDBOX_UNIONPAY_SCHEDULE_SCALE", "1", "multiplier of the UnionPay resend schedule (0.001 in tests)"},
+	{"unionpay-duplicate-rate", "SANDBOX_UNIONPAY_DUPLICATE_RATE", "0", "probability (0-1) that a notification round is sent twice within a second"},
+	{"unionpay-out-of-order-rate", "SANDBOX_UNIONPAY_OUT_OF_ORDER_RATE", "0", "probability (0-1) that a notification is held back up to the first resend interval, so that later ones overtake it"},
 	{"partner-callers", "SANDBOX_PARTNER_CALLERS", "core", "comma-separated node names allowed to call the finance and police simulators"},
 	{"partner-fingerprints", "SANDBOX_PARTNER_FINGERPRINTS", "", "comma-separated accepted caller certificate fingerprints (sm3:...); empty accepts the callers' certificates as loaded"},
 	{"log-level", "SANDBOX_LOG_LEVEL", "info", "debug, info, warn or error"},
@@ -97,6 +121,9 @@ func ParseConfig(args []string, getenv func(string) string, output io.Writer) (C
 		WeChatAppID:         get("wechat-appid"),
 		WeChatMchID:         get("wechat-mchid"),
 		WeChatMerchantName:  get("wechat-merchant-name"),
+		AlipayAppID:         get("alipay-app-id"),
+		AlipaySellerID:      get("alipay-seller-id"),
+		UnionPayMerID:       get("unionpay-mer-id"),
 		PartnerCallers:      splitList(get("partner-callers")),
 		PartnerFingerprints: splitList(get("partner-fingerprints")),
 	}
@@ -115,6 +142,26 @@ func ParseConfig(args []string, getenv func(string) string, output io.Writer) (C
 	if c.WeChatNotifyTimeout, err = time.ParseDuration(get("wechat-notify-timeout")); err != nil || c.WeChatNotifyTimeout <= 0 {
 		bad("wechat-notify-timeout", errors.New("must be a duration > 0 such as 5s"))
 	}
+	for _, sc := range []struct {
+		name string
+		dst  *float64
+	}{{"alipay-schedule-scale", &c.AlipayScheduleScale}, {"unionpay-schedule-scale", &c.UnionPayScheduleScale}} {
+		if *sc.dst, err = strconv.ParseFloat(get(sc.name), 64); err != nil || !(*sc.dst > 0) || math.IsInf(*sc.dst, 0) {
+			bad(sc.name, errors.New("must be a number > 0"))
+		}
+	}
+	for _, r := range []struct {
+		name string
+		dst  *float64
+	}{{"alipay-duplicate-rate", &c.AlipayDuplicateRate}, {"alipay-out-of-order-rate", &c.AlipayOutOfOrderRate},
+		{"unionpay-duplicate-rate", &c.UnionPayDuplicateRate}, {"unionpay-out-of-order-rate", &c.UnionPayOutOfOrderRate}} {
+		if *r.dst, err = strconv.ParseFloat(get(r.name), 64); err != nil || !(*r.dst >= 0 && *r.dst <= 1) {
+			bad(r.name, errors.New("must be a probability from 0 to 1"))
+		}
+	}
+	if c.UnionPaySchedule, err = unionpaysim.ParseSchedule(get("unionpay-schedule")); err != nil {
+		bad("unionpay-schedule", errors.New("must be comma-separated durations such as 1m,2m,23*1h"))
+	}
 	if c.ShutdownTimeout, err = time.ParseDuration(get("shutdown-timeout")); err != nil || c.ShutdownTimeout <= 0 {
 		bad("shutdown-timeout", errors.New("must be a duration > 0 such as 10s"))
 	}
@@ -129,7 +176,8 @@ func ParseConfig(args []string, getenv func(string) string, output io.Writer) (C
 			bad("partner-callers", fmt.Errorf("%q is not a node name", name))
 		}
 	}
-	for _, k := range []struct{ name, v string }{{"listen", c.Listen}, {"certs", c.CertsDir}, {"wechat-appid", c.WeChatAppID}, {"wechat-mchid", c.WeChatMchID}} {
+	for _, k := range []struct{ name, v string }{{"listen", c.Listen}, {"certs", c.CertsDir}, {"wechat-appid", c.WeChatAppID},
+		{"wechat-mchid", c.WeChatMchID}, {"alipay-app-id", c.AlipayAppID}, {"alipay-seller-id", c.AlipaySellerID}, {"unionpay-mer-id", c.UnionPayMerID}} {
 		if k.v == "" {
 			bad(k.name, errors.New("must not be empty"))
 		}

@@ -2,20 +2,20 @@ package server
 
 import (
 	"bytes"
+	"fmt"
 	"html/template"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
 	"finepay/sandbox/internal/partnerapi"
-	"finepay/sandbox/internal/wechatsim"
 )
 
 func normalize(fp string) string { return partnerapi.NormalizeFingerprint(fp) }
 
+// indexRow is an order of any channel on the index page.
 type indexRow struct {
-	wechatsim.OrderState
-	Amount string
+	Channel, OrderNo, PayURL, Description, Amount, State, Notification string
 }
 
 var index = template.Must(template.New("index").Parse(`<!doctype html>
@@ -37,26 +37,71 @@ a{color:#0a58ca}
 </head>
 <body>
 <h1>FinePay sandbox</h1>
-<p>Simulators of WeChat Pay, the non-tax system, the e-receipt platform and the window platform.
+<p>Simulators of WeChat Pay, Alipay, UnionPay, the non-tax system, the e-receipt platform and the window platform.
 <a href="/_sandbox/state">state (JSON)</a> · <a href="/metrics">metrics</a> · <a href="/healthz">healthz</a></p>
 <table>
-<thead><tr><th>WeChat order</th><th>description</th><th>amount</th><th>state</th><th>notification</th></tr></thead>
+<thead><tr><th>channel</th><th>order</th><th>description</th><th>amount</th><th>state</th><th>notification</th></tr></thead>
 <tbody>
-{{range .}}<tr><td><a href="{{.PayURL}}">{{.OutTradeNo}}</a></td><td>{{.Description}}</td><td class="n">{{.Amount}}</td><td>{{.TradeState}}</td>
-<td>{{with .Notification}}{{if .Acknowledged}}acknowledged{{else if .Abandoned}}abandoned{{else}}pending{{end}} ({{len .Attempts}} attempts){{end}}</td></tr>
-{{else}}<tr><td colspan="5">No orders yet.</td></tr>{{end}}
+{{range .}}<tr><td>{{.Channel}}</td><td><a href="{{.PayURL}}">{{.OrderNo}}</a></td><td>{{.Description}}</td><td class="n">{{.Amount}}</td><td>{{.State}}</td><td>{{.Notification}}</td></tr>
+{{else}}<tr><td colspan="6">No orders yet.</td></tr>{{end}}
 </tbody>
 </table>
 </body>
 </html>
 `))
 
-// handleIndex lists the latest WeChat orders with links to their payer pages.
+func yuan(fen int64) string { return fmt.Sprintf("¥%d.%02d", fen/100, fen%100) }
+
+func delivery(acked, abandoned, dropped bool, attempts int) string {
+	switch {
+	case dropped:
+		return "dropped"
+	case acked:
+		return fmt.Sprintf("acknowledged (%d attempts)", attempts)
+	case abandoned:
+		return fmt.Sprintf("abandoned (%d attempts)", attempts)
+	}
+	return fmt.Sprintf("pending (%d attempts)", attempts)
+}
+
+// handleIndex lists the latest orders of each channel with links to their payer pages.
 func (s *Server) handleIndex(c echo.Context) error {
-	orders := s.WeChat.Snapshot()
-	rows := make([]indexRow, 0, 100)
-	for i := len(orders) - 1; i >= 0 && len(rows) < 100; i-- {
-		rows = append(rows, indexRow{OrderState: orders[i], Amount: wechatsim.Yuan(orders[i].Total)})
+	var rows []indexRow
+	wx := s.WeChat.Snapshot()
+	for i := len(wx) - 1; i >= 0 && i >= len(wx)-100; i-- {
+		o := wx[i]
+		r := indexRow{Channel: "wechat", OrderNo: o.OutTradeNo, PayURL: o.PayURL, Description: o.Description, Amount: yuan(o.Total), State: o.TradeState}
+		if n := o.Notification; n != nil {
+			r.Notification = delivery(n.Acknowledged, n.Abandoned, false, len(n.Attempts))
+		}
+		rows = append(rows, r)
+	}
+	ali := s.Alipay.Snapshot()
+	for i := len(ali) - 1; i >= 0 && i >= len(ali)-100; i-- {
+		o := ali[i]
+		r := indexRow{Channel: "alipay", OrderNo: o.OutTradeNo, PayURL: o.PayURL, Description: o.Subject, Amount: yuan(o.Total), State: o.TradeStatus}
+		if k := len(o.Notifications); k > 0 {
+			n := o.Notifications[k-1]
+			r.Notification = delivery(n.Acknowledged, n.Abandoned, n.Dropped, len(n.Attempts))
+		} else if o.DropNotify {
+			r.Notification = "will be dropped"
+		}
+		rows = append(rows, r)
+	}
+	up := s.UnionPay.Snapshot()
+	for i := len(up) - 1; i >= 0 && i >= len(up)-100; i-- {
+		o := up[i]
+		state := "unpaid"
+		if o.Paid {
+			state = "paid " + o.QueryID
+		}
+		r := indexRow{Channel: "unionpay", OrderNo: o.OrderID, PayURL: o.PayURL, Amount: yuan(o.TxnAmt), State: state}
+		if n := o.Notification; n != nil {
+			r.Notification = delivery(n.Acknowledged, n.Abandoned, n.Dropped, len(n.Attempts))
+		} else if o.DropNotify {
+			r.Notification = "will be dropped"
+		}
+		rows = append(rows, r)
 	}
 	var buf bytes.Buffer
 	if err := index.Execute(&buf, rows); err != nil {

@@ -58,7 +58,10 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 		log.Log(ctx, level, "partner caller", "node", c.Name, "fingerprint", c.Fingerprint, "trusted", ok)
 	}
 	log.Info("sandbox listening", "addr", ln.Addr().String(), "url", cfg.PublicURL,
-		"wechat_schedule_scale", cfg.WeChatScheduleScale, "wechat_duplicates", cfg.WeChatDuplicates)
+		"wechat_schedule_scale", cfg.WeChatScheduleScale, "wechat_duplicates", cfg.WeChatDuplicates,
+		"alipay_schedule_scale", cfg.AlipayScheduleScale, "alipay_duplicate_rate", cfg.AlipayDuplicateRate,
+		"alipay_out_of_order_rate", cfg.AlipayOutOfOrderRate, "unionpay_schedule_scale", cfg.UnionPayScheduleScale,
+		"unionpay_duplicate_rate", cfg.UnionPayDuplicateRate, "unionpay_out_of_order_rate", cfg.UnionPayOutOfOrderRate)
 	err = srv.Run(ctx, ln)
 	if err != nil {
 		log.Error("sandbox stopped", "err", err)

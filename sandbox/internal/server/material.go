@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"finepay/sandbox/internal/alipaysim"
 	"finepay/sandbox/internal/partnerapi"
+	"finepay/sandbox/internal/unionpaysim"
 	"finepay/sandbox/internal/wechatsim"
 	"finepay/shared/gm"
 )
@@ -22,11 +24,15 @@ type Material struct {
 	Callers []partnerapi.Caller
 	// WeChat are the merchant's and platform's WeChat keys.
 	WeChat wechatsim.Keys
+	// Alipay are the application's certificate and Alipay's keys.
+	Alipay alipaysim.Keys
+	// UnionPay are the merchant's certificate and UnionPay's signing keys.
+	UnionPay unionpaysim.Keys
 }
 
 // LoadMaterial reads the development PKI from dir: ca.pem; sandbox-sign.key/.pem and
 // sandbox-enc.key/.pem; NAME-sign.pem of every caller, which must be issued by the CA; and the
-// WeChat files.
+// WeChat, Alipay and UnionPay files.
 func LoadMaterial(dir string, callers []string) (Material, error) {
 	var m Material
 	path := func(name string) string { return filepath.Join(dir, name) }
@@ -51,6 +57,12 @@ func LoadMaterial(dir string, callers []string) (Material, error) {
 		m.Callers = append(m.Callers, partnerapi.Caller{Name: name, Key: cert.PublicKey(), Fingerprint: cert.Fingerprint()})
 	}
 	if m.WeChat, err = wechatsim.LoadKeys(dir); err != nil {
+		return m, err
+	}
+	if m.Alipay, err = alipaysim.LoadKeys(dir); err != nil {
+		return m, err
+	}
+	if m.UnionPay, err = unionpaysim.LoadKeys(dir); err != nil {
 		return m, err
 	}
 	return m, nil

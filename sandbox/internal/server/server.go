@@ -1,4 +1,4 @@
-// Package server assembles the sandbox: the WeChat Pay simulator, the finance and police
+// Package server assembles the sandbox: the WeChat Pay, Alipay and UnionPay simulators, the finance and police
 // simulators behind the partner envelope, the inspection endpoints, health, metrics and the
 // HTTP server's life cycle.
 package server
@@ -22,10 +22,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"finepay/sandbox/internal/alipaysim"
 	"finepay/sandbox/internal/apierr"
 	"finepay/sandbox/internal/ereceiptsim"
 	"finepay/sandbox/internal/nontaxsim"
 	"finepay/sandbox/internal/partnerapi"
+	"finepay/sandbox/internal/unionpaysim"
 	"finepay/sandbox/internal/wechatsim"
 	"finepay/sandbox/internal/windowsim"
 )
@@ -35,7 +37,7 @@ type Deps struct {
 	Log  *slog.Logger
 	Now  func() time.Time
 	Rand io.Reader
-	// NotifyClient sends WeChat notifications.
+	// NotifyClient sends the channels' notifications.
 	NotifyClient *http.Client
 }
 
@@ -48,6 +50,8 @@ type Server struct {
 	ready    atomic.Bool
 
 	WeChat   *wechatsim.Sim
+	Alipay   *alipaysim.Sim
+	UnionPay *unionpaysim.Sim
 	NonTax   *nontaxsim.Sim
 	EReceipt *ereceiptsim.Sim
 	Window   *windowsim.Sim
@@ -75,6 +79,24 @@ func New(cfg Config, m Material, d Deps) (*Server, error) {
 		Duplicates: cfg.WeChatDuplicates, NotifyWorkers: cfg.WeChatNotifyWorkers,
 		NotifyTimeout: cfg.WeChatNotifyTimeout, Client: d.NotifyClient, Registerer: s.registry,
 		Now: d.Now, Rand: d.Rand, Log: d.Log.With("sim", "wechat"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.Alipay, err = alipaysim.New(alipaysim.Config{
+		AppID: cfg.AlipayAppID, SellerID: cfg.AlipaySellerID, MerchantName: cfg.WeChatMerchantName, Keys: m.Alipay,
+		PublicURL: cfg.PublicURL, ScheduleScale: cfg.AlipayScheduleScale, DuplicateRate: cfg.AlipayDuplicateRate,
+		OutOfOrderRate: cfg.AlipayOutOfOrderRate, NotifyWorkers: cfg.WeChatNotifyWorkers, NotifyTimeout: cfg.WeChatNotifyTimeout,
+		Client: d.NotifyClient, Registerer: s.registry, Now: d.Now, Rand: d.Rand, Log: d.Log.With("sim", "alipay"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.UnionPay, err = unionpaysim.New(unionpaysim.Config{
+		MerID: cfg.UnionPayMerID, MerchantName: cfg.WeChatMerchantName, Keys: m.UnionPay, PublicURL: cfg.PublicURL,
+		Schedule: cfg.UnionPaySchedule, ScheduleScale: cfg.UnionPayScheduleScale, DuplicateRate: cfg.UnionPayDuplicateRate,
+		OutOfOrderRate: cfg.UnionPayOutOfOrderRate, NotifyWorkers: cfg.WeChatNotifyWorkers, NotifyTimeout: cfg.WeChatNotifyTimeout,
+		Client: d.NotifyClient, Registerer: s.registry, Now: d.Now, Rand: d.Rand, Log: d.Log.With("sim", "unionpay"),
 	})
 	if err != nil {
 		return nil, err
@@ -135,6 +157,8 @@ func (s *Server) routes() error {
 	e.GET("/", s.handleIndex)
 
 	s.WeChat.Register(e)
+	s.Alipay.Register(e)
+	s.UnionPay.Register(e)
 	s.NonTax.Register(e.Group("/nontax/v1", s.guard.Middleware))
 	s.EReceipt.Register(e.Group("/ereceipt/v1", s.guard.Middleware))
 	s.Window.Register(e.Group("/window/v1", s.guard.Middleware))
@@ -170,12 +194,14 @@ func (s *Server) observe(h *prometheus.HistogramVec) echo.MiddlewareFunc {
 
 // State is the answer of GET /_sandbox/state.
 type State struct {
-	Forms           []nontaxsim.Form       `json:"forms"`
-	Payments        []nontaxsim.Payment    `json:"payments"`
-	Receipts        []ereceiptsim.Receipt  `json:"receipts"`
-	WindowResults   []windowsim.Result     `json:"window_results"`
-	WeChatOrders    []wechatsim.OrderState `json:"wechat_orders"`
-	PartnerRequests int                    `json:"partner_requests"`
+	Forms           []nontaxsim.Form         `json:"forms"`
+	Payments        []nontaxsim.Payment      `json:"payments"`
+	Receipts        []ereceiptsim.Receipt    `json:"receipts"`
+	WindowResults   []windowsim.Result       `json:"window_results"`
+	WeChatOrders    []wechatsim.OrderState   `json:"wechat_orders"`
+	AlipayOrders    []alipaysim.OrderState   `json:"alipay_orders"`
+	UnionPayOrders  []unionpaysim.OrderState `json:"unionpay_orders"`
+	PartnerRequests int                      `json:"partner_requests"`
 }
 
 // Snapshot copies the state of every simulator.
@@ -184,7 +210,7 @@ func (s *Server) Snapshot() State {
 	return State{
 		Forms: nt.Forms, Payments: nt.Payments, Receipts: s.EReceipt.Snapshot().Receipts,
 		WindowResults: s.Window.Snapshot().Results, WeChatOrders: s.WeChat.Snapshot(),
-		PartnerRequests: s.guard.Requests(),
+		AlipayOrders: s.Alipay.Snapshot(), UnionPayOrders: s.UnionPay.Snapshot(), PartnerRequests: s.guard.Requests(),
 	}
 }
 
@@ -196,11 +222,14 @@ func (s *Server) handleState(c echo.Context) error {
 // Handler is the sandbox's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.echo }
 
-// Run serves on ln and sends WeChat notifications until ctx is done, then shuts down gracefully.
+// Run serves on ln and sends the channels' notifications until ctx is done, then shuts down
+// gracefully.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	simCtx, stopSims := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSims()
 	s.WeChat.Start(simCtx)
+	s.Alipay.Start(simCtx)
+	s.UnionPay.Start(simCtx)
 
 	srv := &http.Server{
 		Handler:           s.echo,
@@ -230,6 +259,8 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	s.ready.Store(false)
 	stopSims()
 	s.WeChat.Wait()
+	s.Alipay.Wait()
+	s.UnionPay.Wait()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}

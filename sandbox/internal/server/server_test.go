@@ -209,6 +209,8 @@ func TestParseConfig(t *testing.T) {
 		{"-wechat-schedule-scale", "0"}, {"-wechat-schedule-scale", "1x"}, {"-wechat-duplicates", "0"},
 		{"-wechat-notify-timeout", "5"}, {"-log-level", "loud"}, {"-public-url", "sandbox:8070"},
 		{"-partner-callers", ""}, {"-partner-callers", "../core"}, {"extra"},
+		{"-alipay-schedule-scale", "0"}, {"-alipay-duplicate-rate", "1.5"}, {"-unionpay-out-of-order-rate", "-0.1"},
+		{"-unionpay-schedule", "1m,x"}, {"-unionpay-mer-id", ""},
 	} {
 		if _, err := server.ParseConfig(args, noEnv, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)

@@ -1,8 +1,10 @@
 // Package testpki makes, for tests, the key material the sandbox reads from its certificates
 // directory: the SM2 development PKI of shared/cmd/fpcerts (a CA; signing and encryption
-// certificates for core and sandbox) and the WeChat RSA merchant and platform keys with their
-// self-signed certificates and the APIv3 key. Keys are generated once per test binary and
-// written into a fresh directory per test. It is imported by tests only.
+// certificates for core and sandbox); the WeChat RSA merchant and platform keys with their
+// self-signed certificates and the APIv3 key; the Alipay application and platform keys; and a
+// UnionPay root and middle CA with UnionPay's signing certificate and the merchant's. Keys are
+// generated once per test binary and written into a fresh directory per test. It is imported by
+// tests only.
 package testpki
 
 import (
@@ -47,7 +49,18 @@ type PKI struct {
 	Merchant RSAPair
 	Platform RSAPair
 	APIv3Key []byte
+
+	AlipayApp      RSAPair
+	AlipayPlatform RSAPair
+
+	// UnionPayRoot and UnionPayMiddle are the CA chain; UnionPaySign signs for UnionPay;
+	// UnionPayMerchant signs the merchant's requests.
+	UnionPayRoot, UnionPayMiddle   RSAPair
+	UnionPaySign, UnionPayMerchant RSAPair
 }
+
+// UnionPaySignerCN is the common name of UnionPay's signing certificate in the tests.
+const UnionPaySignerCN = "041@Z20250101@中国银联股份有限公司@00000001"
 
 var (
 	once   sync.Once
@@ -106,6 +119,24 @@ func generate() (*PKI, error) {
 	if p.Platform, err = selfSigned("WeChat Pay platform", notAfter); err != nil {
 		return nil, err
 	}
+	if p.AlipayApp, err = selfSigned("FinePay test Alipay application", notAfter); err != nil {
+		return nil, err
+	}
+	if p.AlipayPlatform, err = selfSigned("Alipay test platform", notAfter); err != nil {
+		return nil, err
+	}
+	if p.UnionPayRoot, err = issued("UnionPay test root", nil, true, notAfter); err != nil {
+		return nil, err
+	}
+	if p.UnionPayMiddle, err = issued("UnionPay test middle", &p.UnionPayRoot, true, notAfter); err != nil {
+		return nil, err
+	}
+	if p.UnionPaySign, err = issued(UnionPaySignerCN, &p.UnionPayMiddle, false, notAfter); err != nil {
+		return nil, err
+	}
+	if p.UnionPayMerchant, err = issued("041@Z20250101@FinePay test@777290058110048", &p.UnionPayMiddle, false, notAfter); err != nil {
+		return nil, err
+	}
 	key := make([]byte, 32)
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 	if _, err := rand.Read(key); err != nil {
@@ -145,6 +176,39 @@ func selfSigned(cn string, notAfter time.Time) (RSAPair, error) {
 	return RSAPair{Key: key, Cert: cert}, nil
 }
 
+// issued makes an RSA key and a certificate for it signed by parent (self-signed when nil).
+func issued(cn string, parent *RSAPair, ca bool, notAfter time.Time) (RSAPair, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return RSAPair{}, err
+	}
+	sn, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return RSAPair{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: sn.Add(sn, big.NewInt(1)), Subject: pkix.Name{CommonName: cn, Organization: []string{"FinePay test"}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter, KeyUsage: x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true, IsCA: ca,
+	}
+	if ca {
+		tmpl.KeyUsage |= x509.KeyUsageCertSign
+	}
+	signer, signerKey := tmpl, key
+	if parent != nil {
+		signer, signerKey = parent.Cert, parent.Key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
+	if err != nil {
+		return RSAPair{}, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return RSAPair{}, err
+	}
+	return RSAPair{Key: key, Cert: cert}, nil
+}
+
 // Write writes the files the sandbox reads into dir.
 func (p *PKI) Write(dir string) error {
 	files := map[string][]byte{
@@ -161,7 +225,9 @@ func (p *PKI) Write(dir string) error {
 			files[name+"-"+usage+".key"] = k
 		}
 	}
-	for name, pair := range map[string]RSAPair{"wechat-merchant": p.Merchant, "wechat-platform": p.Platform} {
+	for name, pair := range map[string]RSAPair{"wechat-merchant": p.Merchant, "wechat-platform": p.Platform,
+		"alipay-app": p.AlipayApp, "alipay-platform": p.AlipayPlatform, "unionpay-root": p.UnionPayRoot,
+		"unionpay-middle": p.UnionPayMiddle, "unionpay-sign": p.UnionPaySign, "unionpay-merchant": p.UnionPayMerchant} {
 		k, err := x509.MarshalPKCS8PrivateKey(pair.Key)
 		if err != nil {
 			return err
