@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
-# Runs the crypto and ferry benchmarks COUNT times each (default 5), prints the median of every
-# figure, writes the report to bench-report.txt and ends with "ferry msgs/s: N".
-# The ferry benchmark runs on PostgreSQL (FINEPAY_TEST_PG_URL or the local server).
+# Runs the crypto and ferry benchmarks COUNT times each (default 5) and prints the median of every
+# figure; then measures the ferry end to end against NATS JetStream in the same run (ferrybench:
+# RUNS runs of each, default 3, of N messages, default 200000, and the ferry's p99 latency at
+# 2000 msgs/s offered). Writes the report to bench-report.txt; the last two lines are
+# "ferry msgs/s: N" (the ferry's end-to-end median) and "ferry/jetstream ratio: R".
+# The ferry runs on PostgreSQL (FINEPAY_TEST_PG_URL or the local server); JetStream on the NATS
+# server at 127.0.0.1:4222, or, when none answers there, on a nats-server (Debian's package,
+# installed when missing) started for the benchmark in a temporary folder and stopped after it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${COUNT:-5}
 raw=$(mktemp)
-trap 'rm -f "$raw"' EXIT
+work=$(mktemp -d)
+nats_pid=
+cleanup() {
+  if [ -n "$nats_pid" ]; then kill "$nats_pid" 2>/dev/null || true; wait "$nats_pid" 2>/dev/null || true; fi
+  rm -rf "$raw" "$work"
+}
+trap cleanup EXIT
 {
   echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3)"
   echo "# date: $(date -u +%Y-%m-%dT%H:%M:%SZ), medians of $count runs"
@@ -30,5 +41,21 @@ awk '
       if (kk[2]=="msgs/s") ferry=med
     }
     if (ferry=="") { print "no ferry throughput figure" > "/dev/stderr"; exit 1 }
-    printf "ferry msgs/s: %d\n", ferry
   }' "$raw" | tee -a bench-report.txt
+
+# The ferry against NATS JetStream, same machine, same run.
+nats_up() { (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; }
+if ! nats_up; then
+  if ! command -v nats-server >/dev/null 2>&1; then
+    echo "# installing nats-server (Debian package)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nats-server >/dev/null
+  fi
+  echo "# starting nats-server -js on 127.0.0.1:4222 for the benchmark" >&2
+  nats-server -a 127.0.0.1 -p 4222 -js -sd "$work/nats" >"$work/nats.log" 2>&1 &
+  nats_pid=$!
+  for _ in $(seq 1 100); do nats_up && break; sleep 0.1; done
+  nats_up || { echo "nats-server did not start:" >&2; cat "$work/nats.log" >&2; exit 1; }
+fi
+go build -o "$work/ferrybench" ./ferry/cmd/ferrybench
+"$work/ferrybench" -nats nats://127.0.0.1:4222 -runs "${RUNS:-3}" -n "${N:-200000}" | tee -a bench-report.txt

@@ -280,8 +280,13 @@ var ErrAckBeyondSent = errors.New("outbox: acknowledgement beyond the last seque
 // Acknowledging a sequence at or below the current one changes nothing.
 func Ack(ctx context.Context, db *sqldb.DB, lane string, seq int64, now time.Time) (retired int64, err error) {
 	err = db.Tx(ctx, func(tx *sql.Tx) error {
+		retired = 0
+		// The lane row is read without a lock and updated last: producers hold it for their whole
+		// transaction, and retiring must not hold them up while it deletes rows. This is safe
+		// because the committed last_seq and acked_seq only grow: a sequence at or below last_seq
+		// stays sent, and the update below only moves acked_seq forward.
 		var last, acked int64
-		err := tx.QueryRowContext(ctx, `SELECT last_seq, acked_seq FROM ferry_lane_out WHERE lane = $1`+db.ForUpdate(), lane).Scan(&last, &acked)
+		err := tx.QueryRowContext(ctx, `SELECT last_seq, acked_seq FROM ferry_lane_out WHERE lane = $1`, lane).Scan(&last, &acked)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: unknown lane %s", ErrAckBeyondSent, lane)
 		}
@@ -292,7 +297,6 @@ func Ack(ctx context.Context, db *sqldb.DB, lane string, seq int64, now time.Tim
 			return fmt.Errorf("%w: lane %s ack %d > last %d", ErrAckBeyondSent, lane, seq, last)
 		}
 		if seq <= acked {
-			retired = 0
 			return nil
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM ferry_outbox WHERE lane = $1 AND seq <= $2`, lane, seq)
@@ -300,7 +304,7 @@ func Ack(ctx context.Context, db *sqldb.DB, lane string, seq int64, now time.Tim
 			return err
 		}
 		retired, _ = res.RowsAffected()
-		_, err = tx.ExecContext(ctx, `UPDATE ferry_lane_out SET acked_seq = $2, acked_at = $3 WHERE lane = $1`, lane, seq, now.UTC())
+		_, err = tx.ExecContext(ctx, `UPDATE ferry_lane_out SET acked_seq = $2, acked_at = $3 WHERE lane = $1 AND acked_seq < $2`, lane, seq, now.UTC())
 		return err
 	})
 	return retired, err

@@ -97,8 +97,10 @@ func (p *pusher) session(ctx context.Context) error {
 	wg.Go(func() { ackErr = p.ackLoop(ctx, acks, &ackFailed) })
 
 	var sendErr error
+	stopped := false // the sending step stopped the collecting step (whose error then does not count)
 	for out := range prepared {
 		if ackFailed.Load() {
+			stopped = true
 			break
 		}
 		if out.h.FirstSeq <= p.sent {
@@ -107,7 +109,7 @@ func (p *pusher) session(ctx context.Context) error {
 		p.sent = max(p.sent, out.h.LastSeq)
 		ack, err := p.deliver(ctx, out)
 		if err != nil || ack == nil {
-			sendErr = err
+			sendErr, stopped = err, true
 			break
 		}
 		select {
@@ -115,6 +117,7 @@ func (p *pusher) session(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
+			stopped = true
 			break
 		}
 	}
@@ -126,7 +129,7 @@ func (p *pusher) session(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if errors.Is(prepErr, context.Canceled) {
+	if stopped {
 		prepErr = nil
 	}
 	return errors.Join(sendErr, prepErr, ackErr)

@@ -75,7 +75,9 @@ func runJetStream(ctx context.Context, natsURL string, n, size int) (result, err
 	for i := range n {
 		msg := &nats.Msg{Subject: subject, Data: payload, Header: nats.Header{}}
 		msg.Header.Set(jetstream.MsgIDHeader, name+"-"+strconv.Itoa(i))
-		if _, err := js.PublishMsgAsync(msg); err != nil {
+		// A full window of unacknowledged publishes waits for room (up to a minute) rather than
+		// failing the run.
+		if _, err := js.PublishMsgAsync(msg, jetstream.WithStallWait(time.Minute)); err != nil {
 			return result{}, fmt.Errorf("jetstream: publish %d: %w", i, err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"finepay/ferry/outbox"
 	"finepay/intranet-core/internal/partner"
 	"finepay/shared/bizdate"
 	"finepay/shared/httpx"
@@ -173,6 +174,8 @@ func HTTPError(err error) error {
 		return httpx.Wrap(http.StatusUnprocessableEntity, "NONTAX_REFUSED", fmt.Sprintf("the non-tax system refused the form: %s %s", pe.Code, pe.Message), err)
 	case errors.Is(err, ErrNonTax):
 		return httpx.Wrap(http.StatusBadGateway, "NONTAX_UNAVAILABLE", "the non-tax system did not issue a payment form; try again", err)
+	case errors.Is(err, outbox.ErrBackpressure):
+		return httpx.Wrap(http.StatusServiceUnavailable, "BACKPRESSURE", "the ferry to the gateway is behind; nothing was stored; try again later", err)
 	}
 	return err
 }
