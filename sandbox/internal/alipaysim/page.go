@@ -1,10 +1,9 @@
 package alipaysim
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
+	"finepay/sandbox/internal/payerpage"
 	"html/template"
 	"net/http"
 
@@ -112,16 +111,7 @@ func (s *Sim) pageFor(code string) (pageData, bool) {
 }
 
 func (s *Sim) render(c echo.Context, status int, d pageData) error {
-	var buf bytes.Buffer
-	if err := page.Execute(&buf, d); err != nil {
-		return fmt.Errorf("alipaysim: page: %w", err)
-	}
-	h := c.Response().Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
-	return c.HTMLBlob(status, buf.Bytes())
+	return payerpage.Render(c, status, page, d, "'self'")
 }
 
 // handlePage is GET /alipay/pay?code=<the token at the end of qr_code>: the payer's page.

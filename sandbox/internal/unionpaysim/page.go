@@ -1,9 +1,9 @@
 package unionpaysim
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
+	"finepay/sandbox/internal/payerpage"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -126,17 +126,8 @@ func (s *Sim) pageFor(code string) (pageData, bool) {
 }
 
 func (s *Sim) render(c echo.Context, status int, d pageData) error {
-	var buf bytes.Buffer
-	if err := page.Execute(&buf, d); err != nil {
-		return fmt.Errorf("unionpaysim: page: %w", err)
-	}
-	h := c.Response().Header()
-	h.Set("Cache-Control", "no-store")
 	// form-action also allows the merchant's frontUrl, wherever it is.
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http: https:; base-uri 'none'; frame-ancestors 'none'")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
-	return c.HTMLBlob(status, buf.Bytes())
+	return payerpage.Render(c, status, page, d, "'self' http: https:")
 }
 
 // handlePage is GET /unionpay/pay?code=<the last path segment of qrCode>: the payer's page.

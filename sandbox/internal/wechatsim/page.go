@@ -1,8 +1,8 @@
 package wechatsim
 
 import (
-	"bytes"
 	"errors"
+	"finepay/sandbox/internal/payerpage"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -127,16 +127,7 @@ func (s *Sim) pageFor(pr string) (pageData, bool) {
 }
 
 func (s *Sim) render(c echo.Context, status int, d pageData) error {
-	var buf bytes.Buffer
-	if err := page.Execute(&buf, d); err != nil {
-		return fmt.Errorf("wechatsim: page: %w", err)
-	}
-	h := c.Response().Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
-	return c.HTMLBlob(status, buf.Bytes())
+	return payerpage.Render(c, status, page, d, "'self'")
 }
 
 // handlePage shows an order to the payer: GET /wechat/pay?pr=...
