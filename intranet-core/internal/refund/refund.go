@@ -32,7 +32,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -241,8 +240,9 @@ func (s *Store) Create(ctx context.Context, tx *sql.Tx, r Request) (Refund, bool
 }
 
 // Number is the refund number of the n-th refund of an order: "RF", the order number's letters
-// and digits, "R" and n; letters and digits only, at most 40 characters (UnionPay's orderId is
-// the narrowest: 8-40 of [0-9A-Za-z]). A longer one keeps a digest of the order number instead.
+// and digits, "R" and n in at least three digits; letters and digits only, 8 to 40 characters
+// (UnionPay's orderId is the narrowest: 8-40 of [0-9A-Za-z]). A longer one keeps a digest of
+// the order number instead.
 func Number(orderNo string, n int) string {
 	var b strings.Builder
 	for _, r := range orderNo {
@@ -250,7 +250,7 @@ func Number(orderNo string, n int) string {
 			b.WriteRune(r)
 		}
 	}
-	suffix := "R" + strconv.Itoa(n)
+	suffix := fmt.Sprintf("R%03d", n)
 	id := "RF" + b.String()
 	if len(id)+len(suffix) > 40 {
 		d := gm.SM3([]byte(orderNo))

@@ -74,7 +74,7 @@ func TestRefundStateMachine(t *testing.T) {
 }
 
 func TestRefundNumberIsStableAndNarrow(t *testing.T) {
-	if a, b := refund.Number("FP20261127-0001", 1), refund.Number("FP20261127-0001", 1); a != b || a != "RFFP202611270001R1" {
+	if a, b := refund.Number("FP20261127-0001", 1), refund.Number("FP20261127-0001", 1); a != b || a != "RFFP202611270001R001" {
 		t.Fatalf("number %q %q", a, b)
 	}
 	long := refund.Number("FP2026112700000000000000000000000000000000001", 12)
@@ -91,7 +91,7 @@ func TestR2RefundLifecycle(t *testing.T) {
 		req := refund.Request{PaymentID: pid, Route: refund.R2, InstructionID: "win-1", Amount: 20000, Reason: "paid twice", RequestedBy: "console:alice"}
 		ref, err := inTx(t, db, func(tx *sql.Tx) (refund.Refund, error) { r, _, err := s.Create(ctx, tx, req); return r, err })
 		sqltest.Must(t, err)
-		if ref.State != refund.Requested || ref.RefundNo != "RFFP1R1" || ref.Channel != "wechat" {
+		if ref.State != refund.Requested || ref.RefundNo != "RFFP1R001" || ref.Channel != "wechat" {
 			t.Fatalf("created %+v", ref)
 		}
 		// The same instruction again is the same refund; another one is refused while this one flies.
