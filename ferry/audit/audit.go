@@ -49,6 +49,7 @@ package audit
 
 import (
 	"context"
+	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -224,6 +225,85 @@ var ErrUnwritable = errors.New("audit: cannot write audit record")
 // wrapping ErrUnwritable when the row could not be written; the caller must then fail the
 // operation r describes.
 func (l *Log) Record(ctx context.Context, r Record) error {
+	r = l.fill(r)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w (%s): %w", ErrUnwritable, r.Event, err) // cancelled, not a store failure
+	}
+	id, err := l.append(ctx, r)
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w (%s): %w", ErrUnwritable, r.Event, err) // cancelled, not a store failure
+	}
+	if err != nil {
+		return l.failed(r, err)
+	}
+	l.written(1, id)
+	return nil
+}
+
+// Commit runs step in a transaction and appends the records it returns in the same transaction,
+// so that the step's effect and its audit records are committed together or not at all. The
+// transaction is shared with the records and steps other callers of this Log hand in meanwhile
+// (group commit: one commit for all); steps run one after the other, in the order of their keys
+// (the lane, say, so that the row locks they take come in one order), each rolled back alone
+// when it fails. The records are filled in like Record's.
+//
+// When step fails, Commit returns its error as is and nothing of it was applied. When the
+// transaction fails, Commit returns an error wrapping ErrUnwritable (and, like Record, counts
+// the failure and reports it through Err); nothing was applied either.
+func (l *Log) Commit(ctx context.Context, key string, step Step) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnwritable, err)
+	}
+	p := &pending{step: step, key: key}
+	l.enqueue(ctx, p)
+	if p.stepErr != nil {
+		return p.stepErr
+	}
+	if p.err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %w", ErrUnwritable, p.err)
+		}
+		var r Record
+		if len(p.recs) > 0 {
+			r = p.recs[0]
+		}
+		return l.failed(r, p.err)
+	}
+	if len(p.ids) > 0 {
+		l.written(len(p.ids), p.ids[len(p.ids)-1])
+	}
+	return nil
+}
+
+// RecordTx appends recs in tx, a transaction of the caller's own, as the log's next records: they
+// are committed with it or not at all. It takes the lock of the log's head row, which tx then
+// holds until it ends and every other writer of the log waits for: call it last, right before
+// the commit. A failure wraps ErrUnwritable; the caller must then roll tx back. Once tx is
+// committed, the caller reports it with the returned function (for the metrics).
+func (l *Log) RecordTx(ctx context.Context, tx *sql.Tx, recs ...Record) (committed func(), err error) {
+	for i := range recs {
+		recs[i] = l.fill(recs[i])
+	}
+	ids, err := l.appendTx(ctx, tx, recs)
+	if err != nil {
+		var r Record
+		if len(recs) > 0 {
+			r = recs[0]
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w (%s): %w", ErrUnwritable, r.Event, err)
+		}
+		return nil, l.failed(r, err)
+	}
+	return func() {
+		if len(ids) > 0 {
+			l.written(len(ids), ids[len(ids)-1])
+		}
+	}, nil
+}
+
+// fill fills in r's time, node and actor when they are empty, and normalizes it.
+func (l *Log) fill(r Record) Record {
 	if r.At.IsZero() {
 		r.At = l.now()
 	}
@@ -234,32 +314,32 @@ func (l *Log) Record(ctx context.Context, r Record) error {
 		r.Actor = l.actor
 	}
 	r.Digests = append([]string(nil), r.Digests...)
-	r = r.normalize()
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w (%s): %w", ErrUnwritable, r.Event, err) // cancelled, not a store failure
-	}
-	id, err := l.append(ctx, r)
-	if err != nil && ctx.Err() != nil {
-		return fmt.Errorf("%w (%s): %w", ErrUnwritable, r.Event, err) // cancelled, not a store failure
-	}
+	return r.normalize()
+}
+
+// failed counts and reports a failure to write r (and the records with it).
+func (l *Log) failed(r Record, err error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err != nil {
-		l.failures.Inc()
-		err = fmt.Errorf("%w (%s %s): %w", ErrUnwritable, r.Event, r.BundleID, err)
-		if l.lastErr == nil {
-			l.log.Error("audit: cannot write records; the ferry stops moving messages until it can", "event", r.Event, "err", err)
-		}
-		l.lastErr = err
-		return err
+	l.failures.Inc()
+	err = fmt.Errorf("%w (%s %s): %w", ErrUnwritable, r.Event, r.BundleID, err)
+	if l.lastErr == nil {
+		l.log.Error("audit: cannot write records; the ferry stops moving messages until it can", "event", r.Event, "err", err)
 	}
+	l.lastErr = err
+	return err
+}
+
+// written notes that n records were written, the last with ID id.
+func (l *Log) written(n int, id int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.lastErr != nil {
 		l.log.Info("audit: records are written again")
 	}
 	l.lastErr = nil
-	l.records.Inc()
+	l.records.Add(float64(n))
 	l.size.Set(float64(id))
-	return nil
 }
 
 // observeSize sets ferry_audit_log_size.

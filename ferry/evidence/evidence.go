@@ -88,11 +88,22 @@ func (s *Store) Start(ctx context.Context) error {
 // Sent keeps a bundle this ferry signed, before it is first sent; ids are its messages' IDs in
 // sequence order.
 func (s *Store) Sent(ctx context.Context, raw []byte, h bundle.Header, ids []string) error {
-	return s.keep(ctx, Sent, raw, h, ids, s.ownFP, s.peerFP, nil, time.Time{})
+	return s.inTx(ctx, h, func(tx *sql.Tx) error { return s.SentTx(ctx, tx, raw, h, ids) })
+}
+
+// SentTx is Sent inside tx, a transaction of the caller's.
+func (s *Store) SentTx(ctx context.Context, tx *sql.Tx, raw []byte, h bundle.Header, ids []string) error {
+	return s.keep(ctx, tx, Sent, raw, h, ids, s.ownFP, s.peerFP, nil, time.Time{})
 }
 
 // Received keeps a bundle this ferry verified and committed and the acknowledgement it made.
 func (s *Store) Received(ctx context.Context, raw []byte, h bundle.Header, msgs []inbox.Incoming, ack []byte) error {
+	return s.inTx(ctx, h, func(tx *sql.Tx) error { return s.ReceivedTx(ctx, tx, raw, h, msgs, ack) })
+}
+
+// ReceivedTx is Received inside tx, a transaction of the caller's (the one that commits the
+// bundle's messages).
+func (s *Store) ReceivedTx(ctx context.Context, tx *sql.Tx, raw []byte, h bundle.Header, msgs []inbox.Incoming, ack []byte) error {
 	ids := make([]string, len(msgs))
 	for i, m := range msgs {
 		ids[i] = m.Envelope.ID
@@ -101,10 +112,18 @@ func (s *Store) Received(ctx context.Context, raw []byte, h bundle.Header, msgs 
 	if err != nil {
 		return fmt.Errorf("%w: own acknowledgement: %w", ErrUnavailable, err)
 	}
-	return s.keep(ctx, Received, raw, h, ids, s.peerFP, s.ownFP, ack, p.Ack.At)
+	return s.keep(ctx, tx, Received, raw, h, ids, s.peerFP, s.ownFP, ack, p.Ack.At)
 }
 
-func (s *Store) keep(ctx context.Context, role string, raw []byte, h bundle.Header, ids []string, senderFP, receiverFP string, ack []byte, ackAt time.Time) error {
+func (s *Store) inTx(ctx context.Context, h bundle.Header, fn func(tx *sql.Tx) error) error {
+	err := s.cfg.DB.Tx(ctx, fn)
+	if err != nil && !errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("%w: bundle %s: %w", ErrUnavailable, h.BundleID, err)
+	}
+	return err
+}
+
+func (s *Store) keep(ctx context.Context, tx *sql.Tx, role string, raw []byte, h bundle.Header, ids []string, senderFP, receiverFP string, ack []byte, ackAt time.Time) error {
 	p, err := bundle.Parse(raw, s.cfg.Generous)
 	if err != nil {
 		return fmt.Errorf("%w: bundle %s: %w", ErrUnavailable, h.BundleID, err)
@@ -116,20 +135,17 @@ func (s *Store) keep(ctx context.Context, role string, raw []byte, h bundle.Head
 	if ack != nil {
 		ackAtArg = ackAt.UTC()
 	}
-	err = s.cfg.DB.Tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO ferry_evidence (bundle_id, role, sender, receiver, lane, first_seq, last_seq,
-			digests, signed, signature, sender_fp, receiver_fp, at, ack, ack_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (bundle_id, role) DO NOTHING`,
-			h.BundleID, role, h.From, h.To, h.Lane, h.FirstSeq, h.LastSeq, strings.Join(h.Digests, ","), p.SignedMessage(),
-			p.Signature, senderFP, receiverFP, s.cfg.Now().UTC(), ack, ackAtArg)
-		if err != nil {
-			return err
+	res, err := tx.ExecContext(ctx, `INSERT INTO ferry_evidence (bundle_id, role, sender, receiver, lane, first_seq, last_seq,
+		digests, signed, signature, sender_fp, receiver_fp, at, ack, ack_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (bundle_id, role) DO NOTHING`,
+		h.BundleID, role, h.From, h.To, h.Lane, h.FirstSeq, h.LastSeq, strings.Join(h.Digests, ","), p.SignedMessage(),
+		p.Signature, senderFP, receiverFP, s.cfg.Now().UTC(), ack, ackAtArg)
+	if err == nil {
+		var n int64
+		if n, err = res.RowsAffected(); err == nil && n > 0 { // n == 0: kept before (a bundle seen again)
+			err = insertMessages(ctx, s.cfg.DB.Dialect, tx, h, ids)
 		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			return err // kept before (a bundle seen again)
-		}
-		return insertMessages(ctx, tx, h, ids)
-	})
+	}
 	if err != nil {
 		return fmt.Errorf("%w: bundle %s: %w", ErrUnavailable, h.BundleID, err)
 	}
@@ -139,7 +155,14 @@ func (s *Store) keep(ctx context.Context, role string, raw []byte, h bundle.Head
 // messageChunk bounds the rows of one INSERT.
 const messageChunk = 300
 
-func insertMessages(ctx context.Context, tx *sql.Tx, h bundle.Header, ids []string) error {
+func insertMessages(ctx context.Context, d sqldb.Dialect, tx *sql.Tx, h bundle.Header, ids []string) error {
+	if d == sqldb.Postgres {
+		// One statement of arrays: short, planned once, whatever the number of rows.
+		_, err := tx.ExecContext(ctx, `INSERT INTO ferry_evidence_message (message_id, bundle_id, seq)
+			SELECT u.id, $1, $2 + u.n - 1 FROM unnest($3::text[]) WITH ORDINALITY AS u(id, n)
+			ON CONFLICT (message_id, bundle_id) DO NOTHING`, h.BundleID, h.FirstSeq, ids)
+		return err
+	}
 	for start := 0; start < len(ids); start += messageChunk {
 		chunk := ids[start:min(len(ids), start+messageChunk)]
 		var q strings.Builder
@@ -164,7 +187,19 @@ func insertMessages(ctx context.Context, tx *sql.Tx, h bundle.Header, ids []stri
 // Acknowledged keeps a verified acknowledgement from the peer with every bundle this ferry sent
 // on its lane that it covers and that has none yet.
 func (s *Store) Acknowledged(ctx context.Context, raw []byte, a bundle.Ack) error {
-	_, err := s.cfg.DB.ExecContext(ctx, `UPDATE ferry_evidence SET ack = $1, ack_at = $2
+	return s.acknowledged(ctx, s.cfg.DB, raw, a)
+}
+
+// AcknowledgedTx is Acknowledged inside tx, a transaction of the caller's (the one that retires
+// the outbox rows the acknowledgement covers).
+func (s *Store) AcknowledgedTx(ctx context.Context, tx *sql.Tx, raw []byte, a bundle.Ack) error {
+	return s.acknowledged(ctx, tx, raw, a)
+}
+
+func (s *Store) acknowledged(ctx context.Context, db interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, raw []byte, a bundle.Ack) error {
+	_, err := db.ExecContext(ctx, `UPDATE ferry_evidence SET ack = $1, ack_at = $2
 		WHERE role = 'sent' AND ack IS NULL AND lane = $3 AND last_seq <= $4`, raw, s.cfg.Now().UTC(), a.Lane, a.Seq)
 	if err != nil {
 		return fmt.Errorf("%w: acknowledgement of %s up to %d: %w", ErrUnavailable, a.Lane, a.Seq, err)

@@ -44,52 +44,73 @@ type Result struct {
 // overlaps it applies only what is new; one that starts past hwm+1 fails with ErrGap and
 // changes nothing.
 func Receive(ctx context.Context, db *sqldb.DB, peer, lane, bundleID string, msgs []Incoming, now time.Time) (Result, error) {
+	if err := checkConsecutive(msgs); err != nil {
+		return Result{}, err
+	}
 	var res Result
+	err := db.Tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		res, err = ReceiveTx(ctx, db.Dialect, tx, peer, lane, bundleID, msgs, now)
+		return err
+	})
+	return res, err
+}
+
+func checkConsecutive(msgs []Incoming) error {
 	if len(msgs) == 0 {
-		return res, errors.New("inbox: empty bundle")
+		return errors.New("inbox: empty bundle")
 	}
 	for i := 1; i < len(msgs); i++ {
 		if msgs[i].Seq != msgs[i-1].Seq+1 {
-			return res, fmt.Errorf("inbox: bundle sequences not consecutive at %d", msgs[i].Seq)
+			return fmt.Errorf("inbox: bundle sequences not consecutive at %d", msgs[i].Seq)
 		}
 	}
-	err := db.Tx(ctx, func(tx *sql.Tx) error {
-		res = Result{}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO ferry_lane_in (peer, lane, hwm, updated_at) VALUES ($1, $2, 0, $3)
-			ON CONFLICT (peer, lane) DO NOTHING`, peer, lane, now.UTC()); err != nil {
-			return err
+	return nil
+}
+
+// ReceiveTx is Receive inside tx, a transaction of the caller's (of a database of dialect d),
+// so that the caller can commit more with the messages (the audit record of their bundle, its
+// evidence). It locks the lane's row until tx ends. On ErrGap (and any other error) the caller
+// must roll tx back or, sharing it, back to a savepoint taken before.
+func ReceiveTx(ctx context.Context, d sqldb.Dialect, tx *sql.Tx, peer, lane, bundleID string, msgs []Incoming, now time.Time) (Result, error) {
+	var res Result
+	if err := checkConsecutive(msgs); err != nil {
+		return res, err
+	}
+	// One statement creates the lane's row if need be, locks it until tx ends and reads its mark.
+	var hwm int64
+	if err := tx.QueryRowContext(ctx, `INSERT INTO ferry_lane_in (peer, lane, hwm, updated_at) VALUES ($1, $2, 0, $3)
+		ON CONFLICT (peer, lane) DO UPDATE SET hwm = ferry_lane_in.hwm RETURNING hwm`, peer, lane, now.UTC()).Scan(&hwm); err != nil {
+		return res, err
+	}
+	if msgs[0].Seq > hwm+1 {
+		res.HWM = hwm
+		return res, fmt.Errorf("%w: lane %s expects %d, bundle starts at %d", ErrGap, lane, hwm+1, msgs[0].Seq)
+	}
+	var fresh []Incoming
+	for _, m := range msgs {
+		if m.Seq <= hwm {
+			res.Duplicates++
+			continue
 		}
-		var hwm int64
-		if err := tx.QueryRowContext(ctx, `SELECT hwm FROM ferry_lane_in WHERE peer = $1 AND lane = $2`+db.ForUpdate(), peer, lane).Scan(&hwm); err != nil {
-			return err
+		fresh = append(fresh, m)
+	}
+	for len(fresh) > 0 {
+		chunk := fresh[:min(len(fresh), insertChunk)]
+		if d == sqldb.Postgres {
+			chunk = fresh // one statement of arrays, whatever the count
 		}
-		if msgs[0].Seq > hwm+1 {
-			res.HWM = hwm
-			return fmt.Errorf("%w: lane %s expects %d, bundle starts at %d", ErrGap, lane, hwm+1, msgs[0].Seq)
+		fresh = fresh[len(chunk):]
+		n, err := insertMessages(ctx, d, tx, peer, lane, bundleID, chunk, now)
+		if err != nil {
+			return res, err
 		}
-		var fresh []Incoming
-		for _, m := range msgs {
-			if m.Seq <= hwm {
-				res.Duplicates++
-				continue
-			}
-			fresh = append(fresh, m)
-		}
-		for len(fresh) > 0 {
-			chunk := fresh[:min(len(fresh), insertChunk)]
-			fresh = fresh[len(chunk):]
-			n, err := insertMessages(ctx, tx, peer, lane, bundleID, chunk, now)
-			if err != nil {
-				return err
-			}
-			res.Applied += n
-			res.Duplicates += len(chunk) - n
-		}
-		last := msgs[len(msgs)-1].Seq
-		res.HWM = max(hwm, last)
-		_, err := tx.ExecContext(ctx, `UPDATE ferry_lane_in SET hwm = $3, updated_at = $4 WHERE peer = $1 AND lane = $2`, peer, lane, res.HWM, now.UTC())
-		return err
-	})
+		res.Applied += n
+		res.Duplicates += len(chunk) - n
+	}
+	last := msgs[len(msgs)-1].Seq
+	res.HWM = max(hwm, last)
+	_, err := tx.ExecContext(ctx, `UPDATE ferry_lane_in SET hwm = $3, updated_at = $4 WHERE peer = $1 AND lane = $2`, peer, lane, res.HWM, now.UTC())
 	return res, err
 }
 
@@ -98,8 +119,26 @@ func Receive(ctx context.Context, db *sqldb.DB, peer, lane, bundleID string, msg
 const insertChunk = 1000
 
 // insertMessages inserts msgs in one statement, skipping message IDs already present, and returns
-// how many rows it inserted.
-func insertMessages(ctx context.Context, tx *sql.Tx, peer, lane, bundleID string, msgs []Incoming, now time.Time) (int, error) {
+// how many rows it inserted. On PostgreSQL the columns travel as arrays (one short statement
+// that is planned once, whatever the number of rows); elsewhere as a multi-row VALUES list.
+func insertMessages(ctx context.Context, d sqldb.Dialect, tx *sql.Tx, peer, lane, bundleID string, msgs []Incoming, now time.Time) (int, error) {
+	if d == sqldb.Postgres {
+		ids, types, keys := make([]string, len(msgs)), make([]string, len(msgs)), make([]string, len(msgs))
+		seqs, created, raws := make([]int64, len(msgs)), make([]time.Time, len(msgs)), make([][]byte, len(msgs))
+		for i, m := range msgs {
+			e := m.Envelope
+			ids[i], seqs[i], types[i], keys[i], created[i], raws[i] = e.ID, m.Seq, e.Type, e.Key, e.CreatedAt.UTC(), m.Raw
+		}
+		r, err := tx.ExecContext(ctx, `INSERT INTO ferry_inbox (message_id, peer, lane, seq, type, msg_key, created_at, envelope, bundle_id, received_at)
+			SELECT u.id, $1, $2, u.seq, u.type, u.key, u.created, u.raw, $3, $4
+			FROM unnest($5::text[], $6::bigint[], $7::text[], $8::text[], $9::timestamptz[], $10::bytea[]) AS u(id, seq, type, key, created, raw)
+			ON CONFLICT (message_id) DO NOTHING`, peer, lane, bundleID, now.UTC(), ids, seqs, types, keys, created, raws)
+		if err != nil {
+			return 0, fmt.Errorf("inbox: insert: %w", err)
+		}
+		n, err := r.RowsAffected()
+		return int(n), err
+	}
 	var q strings.Builder
 	q.WriteString(`INSERT INTO ferry_inbox (message_id, peer, lane, seq, type, msg_key, created_at, envelope, bundle_id, received_at) VALUES `)
 	args := make([]any, 0, len(msgs)*10)

@@ -210,8 +210,32 @@ type Row struct {
 // Pending returns up to limit rows of lane after sequence after, in order, stopping before the
 // total envelope size would pass maxBytes (but always returning at least one row if any).
 func Pending(ctx context.Context, db *sqldb.DB, lane string, after int64, limit, maxBytes int) ([]Row, error) {
+	if limit < 1 {
+		return nil, nil
+	}
+	out, err := pendingRange(ctx, db, lane, after, limit, maxBytes)
+	if err != nil || len(out) > 0 {
+		return out, err
+	}
+	// None in the range: the lane may still hold later rows (when the rows right after after
+	// were retired). Only then is the rest of the lane looked at; min(seq) is an index probe.
+	var next sql.NullInt64
+	if err := db.QueryRowContext(ctx, `SELECT min(seq) FROM ferry_outbox WHERE lane = $1 AND seq > $2`, lane, after).Scan(&next); err != nil {
+		return nil, fmt.Errorf("outbox: pending: %w", err)
+	}
+	if !next.Valid {
+		return nil, nil
+	}
+	return pendingRange(ctx, db, lane, next.Int64-1, limit, maxBytes)
+}
+
+// pendingRange reads lane's rows in (after, after+limit]. A lane's sequences have no gaps, so
+// these are the first limit rows after after; bounding the range both ways keeps the scan to
+// them whatever the planner knows of the table (a range open at the top would read the whole
+// backlog, one open at the bottom the retired rows not yet vacuumed).
+func pendingRange(ctx context.Context, db *sqldb.DB, lane string, after int64, limit, maxBytes int) ([]Row, error) {
 	rows, err := db.QueryContext(ctx, `SELECT lane, seq, message_id, type, msg_key, created_at, envelope
-		FROM ferry_outbox WHERE lane = $1 AND seq > $2 ORDER BY seq LIMIT $3`, lane, after, limit)
+		FROM ferry_outbox WHERE lane = $1 AND seq > $2 AND seq <= $3 ORDER BY seq`, lane, after, after+int64(limit))
 	if err != nil {
 		return nil, fmt.Errorf("outbox: pending: %w", err)
 	}
@@ -280,34 +304,42 @@ var ErrAckBeyondSent = errors.New("outbox: acknowledgement beyond the last seque
 // Acknowledging a sequence at or below the current one changes nothing.
 func Ack(ctx context.Context, db *sqldb.DB, lane string, seq int64, now time.Time) (retired int64, err error) {
 	err = db.Tx(ctx, func(tx *sql.Tx) error {
-		retired = 0
-		// The lane row is read without a lock and updated last: producers hold it for their whole
-		// transaction, and retiring must not hold them up while it deletes rows. This is safe
-		// because the committed last_seq and acked_seq only grow: a sequence at or below last_seq
-		// stays sent, and the update below only moves acked_seq forward.
-		var last, acked int64
-		err := tx.QueryRowContext(ctx, `SELECT last_seq, acked_seq FROM ferry_lane_out WHERE lane = $1`, lane).Scan(&last, &acked)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: unknown lane %s", ErrAckBeyondSent, lane)
-		}
-		if err != nil {
-			return err
-		}
-		if seq > last {
-			return fmt.Errorf("%w: lane %s ack %d > last %d", ErrAckBeyondSent, lane, seq, last)
-		}
-		if seq <= acked {
-			return nil
-		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM ferry_outbox WHERE lane = $1 AND seq <= $2`, lane, seq)
-		if err != nil {
-			return err
-		}
-		retired, _ = res.RowsAffected()
-		_, err = tx.ExecContext(ctx, `UPDATE ferry_lane_out SET acked_seq = $2, acked_at = $3 WHERE lane = $1 AND acked_seq < $2`, lane, seq, now.UTC())
+		retired, _, err = AckTx(ctx, tx, lane, seq, now)
 		return err
 	})
 	return retired, err
+}
+
+// AckTx is Ack inside tx, a transaction of the caller's (so that the audit record and evidence of
+// the acknowledgement commit with it). It also returns the lane's acknowledged sequence before.
+func AckTx(ctx context.Context, tx *sql.Tx, lane string, seq int64, now time.Time) (retired, before int64, err error) {
+	// The lane row is read without a lock and updated last: producers hold it for their whole
+	// transaction, and retiring must not hold them up while it deletes rows. This is safe
+	// because the committed last_seq and acked_seq only grow: a sequence at or below last_seq
+	// stays sent, and the update below only moves acked_seq forward.
+	var last, acked int64
+	err = tx.QueryRowContext(ctx, `SELECT last_seq, acked_seq FROM ferry_lane_out WHERE lane = $1`, lane).Scan(&last, &acked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, fmt.Errorf("%w: unknown lane %s", ErrAckBeyondSent, lane)
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	if seq > last {
+		return 0, acked, fmt.Errorf("%w: lane %s ack %d > last %d", ErrAckBeyondSent, lane, seq, last)
+	}
+	if seq <= acked {
+		return 0, acked, nil
+	}
+	// Rows up to acked were deleted with the update that acknowledged them: the lower bound
+	// keeps the scan off their dead versions until a vacuum removes them.
+	res, err := tx.ExecContext(ctx, `DELETE FROM ferry_outbox WHERE lane = $1 AND seq > $2 AND seq <= $3`, lane, acked, seq)
+	if err != nil {
+		return 0, acked, err
+	}
+	retired, _ = res.RowsAffected()
+	_, err = tx.ExecContext(ctx, `UPDATE ferry_lane_out SET acked_seq = $2, acked_at = $3 WHERE lane = $1 AND acked_seq < $2`, lane, seq, now.UTC())
+	return retired, acked, err
 }
 
 // BacklogCollector exports, per outgoing lane, ferry_outbox_backlog{lane} (messages queued but

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 
 	"finepay/ferry/bundle"
@@ -21,6 +22,22 @@ type Evidence interface {
 	Acknowledged(ctx context.Context, raw []byte, a bundle.Ack) error
 	// Received keeps a verified, committed bundle and the acknowledgement made for it.
 	Received(ctx context.Context, raw []byte, h bundle.Header, msgs []inbox.Incoming, ack []byte) error
+}
+
+// TxEvidence is Evidence that keeps its rows inside a transaction of the relay's, so that they
+// commit together with the step they prove and its audit record (package evidence's Store is
+// one). The relay then needs one transaction per step instead of three.
+type TxEvidence interface {
+	Evidence
+	SentTx(ctx context.Context, tx *sql.Tx, raw []byte, h bundle.Header, ids []string) error
+	AcknowledgedTx(ctx context.Context, tx *sql.Tx, raw []byte, a bundle.Ack) error
+	ReceivedTx(ctx context.Context, tx *sql.Tx, raw []byte, h bundle.Header, msgs []inbox.Incoming, ack []byte) error
+}
+
+// txEvidence returns the evidence store if it keeps its rows in the relay's transactions.
+func (r *Relay) txEvidence() (TxEvidence, bool) {
+	ev, ok := r.cfg.Evidence.(TxEvidence)
+	return ev, ok
 }
 
 // keepSent keeps the evidence of a bundle about to be sent.

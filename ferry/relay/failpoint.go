@@ -8,8 +8,8 @@ const (
 	// FailAfterBundleWrite: the bundle left the sender (intranet: the DMZ answered the push;
 	// DMZ: the bundle is about to be handed to a pull), before its acknowledgement is handled.
 	FailAfterBundleWrite = "after-bundle-write"
-	// FailAfterReceiveBeforeCommit: the receiver verified a bundle and recorded it received,
-	// before its inbox transaction.
+	// FailAfterReceiveBeforeCommit: the receiver verified a bundle and wrote its messages, its
+	// evidence and (next) its bundle.received record, before that transaction commits.
 	FailAfterReceiveBeforeCommit = "after-receive-before-commit"
 	// FailAfterCommitBeforeAck: the receiver committed a bundle, before acknowledging it.
 	FailAfterCommitBeforeAck = "after-commit-before-ack"

@@ -45,7 +45,7 @@ func (r *Relay) Accept(ctx context.Context, raw []byte, remote string) ([]byte, 
 	case h.FirstSeq > hwm+1:
 		return nil, r.gap(ctx, h, remote, hwm)
 	default:
-		ack, err = r.commit(ctx, h, msgs, remote)
+		return r.commit(ctx, raw, h, msgs, remote)
 	}
 	return r.keepReceived(ctx, raw, h, msgs, ack, err)
 }
@@ -73,29 +73,53 @@ func (r *Relay) hwm(ctx context.Context, lane string) (int64, error) {
 	return hwm, nil
 }
 
-func (r *Relay) commit(ctx context.Context, h bundle.Header, msgs []inbox.Incoming, remote string) ([]byte, error) {
+// commit commits a bundle's messages, its bundle.received record and its evidence (with the
+// acknowledgement made for it) in one transaction, which the audit log shares with the other
+// lanes' steps (group commit), and returns the acknowledgement.
+func (r *Relay) commit(ctx context.Context, raw []byte, h bundle.Header, msgs []inbox.Incoming, remote string) ([]byte, error) {
 	peer := r.peerName(remote)
-	if err := r.record(ctx, bundleRecord(audit.BundleReceived, audit.OK, h, peer, "")); err != nil {
-		return nil, err
-	}
-	r.failpoint(FailAfterReceiveBeforeCommit)
-	res, err := inbox.Receive(ctx, r.cfg.DB, r.cfg.Peer, h.Lane, h.BundleID, msgs, r.now())
-	if errors.Is(err, inbox.ErrGap) {
+	ev, txEv := r.txEvidence()
+	var res inbox.Result
+	var ack []byte
+	var stepErr error
+	err := r.cfg.Audit.Commit(ctx, h.Lane, func(ctx context.Context, tx *sql.Tx) ([]audit.Record, error) {
+		var err error
+		stepErr = nil
+		res, err = inbox.ReceiveTx(ctx, r.cfg.DB.Dialect, tx, r.cfg.Peer, h.Lane, h.BundleID, msgs, r.now())
+		if err == nil {
+			ack, err = r.sealAck(h.Lane, res.HWM, h.BundleID)
+		}
+		if err == nil && txEv {
+			err = ev.ReceivedTx(ctx, tx, raw, h, msgs, ack)
+		}
+		if err != nil {
+			stepErr = err
+			return nil, err
+		}
+		r.failpoint(FailAfterReceiveBeforeCommit)
+		return []audit.Record{bundleRecord(audit.BundleReceived, audit.OK, h, peer, "")}, nil
+	})
+	switch {
+	case err != nil && errors.Is(stepErr, inbox.ErrGap):
 		return nil, r.gap(ctx, h, remote, res.HWM)
-	}
-	if err != nil {
+	case err != nil && stepErr != nil:
 		rec := bundleRecord(audit.BundleRejected, audit.Error, h, peer, "commit failed: "+err.Error())
 		if aerr := r.cfg.Audit.Record(ctx, rec); aerr != nil {
 			r.log.Error("relay: cannot audit failed commit", "bundle", h.BundleID, "err", aerr)
 		}
 		return nil, fmt.Errorf("%w: commit %s: %w", ErrUnavailable, h, err)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err) // the audit trail (or the database) failed
 	}
 	r.failpoint(FailAfterCommitBeforeAck)
 	r.m.BundlesReceived.WithLabelValues(h.Lane).Inc()
 	r.m.MessagesReceived.Add(float64(res.Applied))
 	r.log.Debug("relay: bundle received", "bundle", h.BundleID, "lane", h.Lane, "first", h.FirstSeq, "last", h.LastSeq,
 		"applied", res.Applied, "duplicates", res.Duplicates)
-	return r.sealAck(h.Lane, res.HWM, h.BundleID)
+	if r.cfg.Evidence != nil && !txEv {
+		return r.keepReceived(ctx, raw, h, msgs, ack, nil)
+	}
+	return ack, nil
 }
 
 func (r *Relay) duplicate(ctx context.Context, h bundle.Header, remote string, hwm int64) ([]byte, error) {

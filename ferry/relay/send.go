@@ -112,13 +112,28 @@ func (r *Relay) prepare(ctx context.Context, lane string, after int64, remote st
 	return out, nil
 }
 
-// announce records a bundle as sent: it must not be sent when this fails.
+// announce records a bundle as sent (and keeps its evidence): it must not be sent when this
+// fails. The record and the evidence commit together, in a transaction the audit log shares with
+// the other lanes' steps.
 func (r *Relay) announce(ctx context.Context, o *outgoing, remote string) error {
-	if err := r.record(ctx, bundleRecord(audit.BundleSent, audit.OK, o.h, r.peerName(remote), "")); err != nil {
-		return err
-	}
-	if err := r.keepSent(ctx, o); err != nil {
-		return err
+	rec := bundleRecord(audit.BundleSent, audit.OK, o.h, r.peerName(remote), "")
+	if ev, ok := r.txEvidence(); ok {
+		err := r.cfg.Audit.Commit(ctx, o.h.Lane, func(ctx context.Context, tx *sql.Tx) ([]audit.Record, error) {
+			if err := ev.SentTx(ctx, tx, o.raw, o.h, o.ids); err != nil {
+				return nil, err
+			}
+			return []audit.Record{rec}, nil
+		})
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	} else {
+		if err := r.record(ctx, rec); err != nil {
+			return err
+		}
+		if err := r.keepSent(ctx, o); err != nil {
+			return err
+		}
 	}
 	r.m.BundlesSent.WithLabelValues(o.h.Lane).Inc()
 	r.m.MessagesSent.Add(float64(o.h.Count()))
@@ -144,13 +159,51 @@ func (r *Relay) acknowledged(ctx context.Context, raw []byte, want *bundle.Heade
 		return bundle.Ack{}, &RejectedError{Reason: word, Err: err}
 	}
 	rec := audit.Record{Event: audit.AckReceived, Result: audit.OK, Lane: a.Lane, LastSeq: a.Seq, BundleID: a.BundleID, Peer: peer}
-	if err := r.record(ctx, rec); err != nil {
-		return bundle.Ack{}, err
+	ev, ok := r.txEvidence()
+	if !ok && r.cfg.Evidence != nil {
+		if err := r.record(ctx, rec); err != nil {
+			return bundle.Ack{}, err
+		}
+		if err := r.keepAck(ctx, raw, a); err != nil {
+			return bundle.Ack{}, err
+		}
+		return a, r.retire(ctx, a, want, peer)
 	}
-	if err := r.keepAck(ctx, raw, a); err != nil {
-		return bundle.Ack{}, err
+	// One transaction: the evidence, the retired rows and both records (ack.received, and
+	// bundle.acknowledged when rows were retired) commit together or not at all.
+	var committed func()
+	err = r.cfg.DB.Tx(ctx, func(tx *sql.Tx) error {
+		committed = nil
+		if ok {
+			if err := ev.AcknowledgedTx(ctx, tx, raw, a); err != nil {
+				return err
+			}
+		}
+		_, before, err := outbox.AckTx(ctx, tx, a.Lane, a.Seq, r.now())
+		if err != nil {
+			return fmt.Errorf("retire %s up to %d: %w", a.Lane, a.Seq, err)
+		}
+		recs := []audit.Record{rec}
+		if a.Seq > before {
+			recs = append(recs, r.acknowledgedRecord(a, want, peer, before))
+		}
+		committed, err = r.cfg.Audit.RecordTx(ctx, tx, recs...)
+		return err
+	})
+	if err != nil {
+		return bundle.Ack{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	return a, r.retire(ctx, a, want, peer)
+	committed()
+	return a, nil
+}
+
+func (r *Relay) acknowledgedRecord(a bundle.Ack, want *bundle.Header, peer string, acked int64) audit.Record {
+	rec := audit.Record{Event: audit.BundleAcknowledged, Result: audit.OK, BundleID: a.BundleID, Lane: a.Lane,
+		FirstSeq: acked + 1, LastSeq: a.Seq, Peer: peer}
+	if want != nil {
+		rec.Digests = want.Digests
+	}
+	return rec
 }
 
 // checkAck checks an acknowledgement's parties, lane and range.
@@ -175,18 +228,13 @@ func (r *Relay) checkAck(ctx context.Context, a bundle.Ack, want *bundle.Header)
 }
 
 // retire records bundle.acknowledged and retires the outbox rows an acknowledgement covers, if
-// it covers any not yet retired.
+// it covers any not yet retired (for evidence stores that keep their own transactions).
 func (r *Relay) retire(ctx context.Context, a bundle.Ack, want *bundle.Header, peer string) error {
 	_, acked, err := r.laneOut(ctx, a.Lane)
 	if err != nil || a.Seq <= acked {
 		return err
 	}
-	rec := audit.Record{Event: audit.BundleAcknowledged, Result: audit.OK, BundleID: a.BundleID, Lane: a.Lane,
-		FirstSeq: acked + 1, LastSeq: a.Seq, Peer: peer}
-	if want != nil {
-		rec.Digests = want.Digests
-	}
-	if err := r.record(ctx, rec); err != nil {
+	if err := r.record(ctx, r.acknowledgedRecord(a, want, peer, acked)); err != nil {
 		return err
 	}
 	if _, err := outbox.Ack(ctx, r.cfg.DB, a.Lane, a.Seq, r.now()); err != nil {

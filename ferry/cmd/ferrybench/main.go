@@ -13,7 +13,9 @@
 // encrypted, carried over GM TLS on loopback, verified, committed to the gateway's inbox, and
 // acknowledged back; from the first producer commit to the last outbox row retired by a signed
 // acknowledgement. Both databases are fresh ones on the local PostgreSQL, with its durability
-// settings as they are (synchronous_commit stays on). The relays are wired as ferryd wires them.
+// settings as they are (synchronous_commit stays on). The relays are wired as ferryd wires them,
+// with its defaults (-poll, -linger, bundle limits) and the audit log and non-repudiation
+// evidence it keeps (-evidence=false leaves the evidence out, for comparison only).
 //
 // Latency: messages offered at -rate per second for -rate-for, each in a transaction of its own
 // (as services write them); a message's latency runs from the start of its producer transaction
@@ -75,16 +77,17 @@ func run(ctx context.Context) error {
 	maxMessages := flag.Int("max-messages", 1024, "most messages in one bundle")
 	maxBytes := flag.Int("max-bundle-bytes", 1<<20, "largest bundle in bytes")
 	linger := flag.Duration("linger", 5*time.Millisecond, "how long a sender waits to fill a bundle that is not full")
-	poll := flag.Duration("poll", 10*time.Millisecond, "how often the outgoing lanes are read")
+	poll := flag.Duration("poll", 20*time.Millisecond, "how often the outgoing lanes are read")
+	keepEvidence := flag.Bool("evidence", true, "keep non-repudiation evidence of every bundle, as ferryd does")
 	prefill := flag.Bool("prefill", false, "commit every message to the outbox before the ferry starts and the clock runs (measures the ferry alone)")
 	onlyFerry := flag.Bool("only-ferry", false, "skip JetStream (for profiling the ferry)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the ferry's throughput runs to this file")
 	flag.Parse()
 
 	cfg := ferryConfig{lanes: *lanes, limits: bundle.Limits{MaxBytes: *maxBytes, MaxMessages: *maxMessages},
-		linger: *linger, poll: *poll, pullers: 2, resendAfter: 30 * time.Second}
-	fmt.Printf("# ferry vs NATS JetStream: %d messages of %d bytes, %d runs each; ferry: %d lanes, bundles of up to %d messages / %d bytes, linger %s, poll %s\n",
-		*n, *size, *runs, cfg.lanes, cfg.limits.MaxMessages, cfg.limits.MaxBytes, cfg.linger, cfg.poll)
+		linger: *linger, poll: *poll, pullers: 2, resendAfter: 30 * time.Second, evidence: *keepEvidence}
+	fmt.Printf("# ferry vs NATS JetStream: %d messages of %d bytes, %d runs each; ferry: %d lanes, bundles of up to %d messages / %d bytes, linger %s, poll %s, evidence %t\n",
+		*n, *size, *runs, cfg.lanes, cfg.limits.MaxMessages, cfg.limits.MaxBytes, cfg.linger, cfg.poll, cfg.evidence)
 	envs, err := bills(*n, *size)
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 
 	"finepay/ferry/audit"
 	"finepay/ferry/bundle"
+	"finepay/ferry/evidence"
 	"finepay/ferry/internal/devpki"
 	"finepay/ferry/link"
 	"finepay/ferry/relay"
@@ -38,10 +39,11 @@ type ferryConfig struct {
 	poll        time.Duration
 	pullers     int
 	resendAfter time.Duration
+	evidence    bool // keep non-repudiation evidence, as ferryd does
 }
 
 // pair is a DMZ ferry listening on a GM TLS loopback port and an intranet ferry dialling it,
-// each on its own fresh PostgreSQL database, exactly as ferryd wires them.
+// each on its own fresh PostgreSQL database, wired as ferryd wires them (audit log, evidence).
 type pair struct {
 	gw, core *sqldb.DB
 	cancel   context.CancelFunc
@@ -131,8 +133,19 @@ func (p *pair) stop() {
 
 func newRelay(side relay.Side, pki *devpki.PKI, self, peer string, db *sqldb.DB, cfg ferryConfig, log *slog.Logger) (*relay.Relay, error) {
 	reg := prometheus.NewRegistry()
+	var ev relay.Evidence
+	if cfg.evidence { // non-repudiation evidence, as ferryd keeps it
+		st, err := evidence.New(evidence.Config{DB: db, Own: pki.Nodes[self].Sign.Cert, Peer: pki.Nodes[peer].Sign.Cert})
+		if err != nil {
+			return nil, err
+		}
+		if err := st.Start(context.Background()); err != nil {
+			return nil, err
+		}
+		ev = st
+	}
 	return relay.New(relay.Config{
-		Side: side, Node: self, Peer: peer, DB: db,
+		Side: side, Node: self, Peer: peer, DB: db, Evidence: ev,
 		Audit: audit.New(audit.Config{DB: db, Node: self, Actor: "ferryd", Registry: reg}),
 		Keys: relay.Keys{Signer: pki.Nodes[self].Sign.Key, Decrypter: pki.Nodes[self].Enc.Key,
 			PeerSign: pki.Nodes[peer].Sign.Cert.PublicKey(), PeerEnc: pki.Nodes[peer].Enc.Cert.PublicKey()},
