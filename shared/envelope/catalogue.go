@@ -25,6 +25,8 @@ const (
 	TypeBillPublished    = "bill.published"
 	TypePaymentConfirmed = "payment.confirmed"
 	TypeReceiptIssued    = "receipt.issued"
+	TypeRefundInstructed = "refund.instructed"
+	TypeRefundResult     = "refund.result"
 )
 
 // ErrUnknownType is returned for a type that is not in the catalogue.
@@ -50,7 +52,9 @@ type Spec struct {
 var catalogue = map[string]Spec{
 	TypeBillPublished:    {TypeBillPublished, ToGateway, 4 << 10, func() Payload { return new(BillPublished) }},
 	TypePaymentConfirmed: {TypePaymentConfirmed, ToCore, 4 << 10, func() Payload { return new(PaymentConfirmed) }},
-	TypeReceiptIssued:    {TypeReceiptIssued, ToGateway, 4 << 10, func() Payload { return new(ReceiptIssued) }},
+	TypeReceiptIssued:    {TypeReceiptIssued, ToGateway, 48 << 10, func() Payload { return new(ReceiptIssued) }},
+	TypeRefundInstructed: {TypeRefundInstructed, ToGateway, 4 << 10, func() Payload { return new(RefundInstructed) }},
+	TypeRefundResult:     {TypeRefundResult, ToCore, 4 << 10, func() Payload { return new(RefundResult) }},
 }
 
 // Lookup returns the catalogue entry of a type.
@@ -159,6 +163,10 @@ type BillPublished struct {
 	FormNo         string    `json:"form_no"`
 	PayCode        string    `json:"pay_code"`
 	IssuedAt       time.Time `json:"issued_at"`
+	// LookupHash, optional, lets a payer find the bill on the gateway by decision number and the
+	// plate's last four characters: lowercase hex of the keyed HMAC-SM3 of package
+	// finepay/shared/lookup. Omitted when empty, so that a bill without it encodes as before.
+	LookupHash string `json:"lookup_hash,omitempty"`
 }
 
 // MessageType implements Payload.
@@ -176,7 +184,21 @@ func (b *BillPublished) Validate() error {
 		need(reIdent.MatchString(b.FormNo) && reIdent.MatchString(b.PayCode), "form_no/pay_code"),
 		need(len(b.UnitName) <= 128 && len(b.ItemName) <= 128, "names"),
 		need(!b.IssuedAt.IsZero(), "issued_at"),
+		need(b.LookupHash == "" || validLookupHash(b.LookupHash), "lookup_hash"),
 	)
+}
+
+// validLookupHash reports whether s is 64 lowercase hex characters.
+func validLookupHash(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // PaymentConfirmed is a verified channel payment, ferried from the gateway to the core.
@@ -218,7 +240,21 @@ type ReceiptIssued struct {
 	Amount      int64     `json:"amount"`
 	PayerMasked string    `json:"payer_masked"`
 	IssuedAt    time.Time `json:"issued_at"`
+	// The signed receipt, for the payer to download (absent in messages from before E1's
+	// signed receipts): Data is the receipt data exactly as the issuing unit signed it,
+	// UnitSignature the unit's SM2 signature over Data, Seal the finance supervision seal
+	// (base64 DER, docs/partners.md), Layout the platform's layout file (a PDF).
+	Data          []byte `json:"data,omitempty"`
+	UnitSignature string `json:"unit_signature,omitempty"`
+	Seal          string `json:"seal,omitempty"`
+	Layout        []byte `json:"layout,omitempty"`
 }
+
+// Bounds of the signed receipt in a ReceiptIssued (before base64).
+const (
+	MaxReceiptData   = 8 << 10
+	MaxReceiptLayout = 24 << 10
+)
 
 // MessageType implements Payload.
 func (*ReceiptIssued) MessageType() string { return TypeReceiptIssued }
@@ -234,5 +270,10 @@ func (r *ReceiptIssued) Validate() error {
 		need(r.Amount > 0, "amount"),
 		need(len(r.PayerMasked) <= 64, "payer_masked"),
 		need(!r.IssuedAt.IsZero(), "issued_at"),
+		need(len(r.Data) <= MaxReceiptData, "data"),
+		need(len(r.UnitSignature) <= 200 && len(r.Seal) <= 200, "unit_signature, seal"),
+		need(len(r.Layout) <= MaxReceiptLayout, "layout"),
+		need((len(r.Data) == 0) == (len(r.Layout) == 0) && (len(r.Data) == 0) == (r.Seal == "") &&
+			(len(r.Data) == 0) == (r.UnitSignature == ""), "data, unit_signature, seal and layout go together"),
 	)
 }

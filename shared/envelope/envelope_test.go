@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,6 +94,49 @@ func TestCatalogueDefaultDeny(t *testing.T) {
 	}
 }
 
+// TestBillLookupHashOptional: lookup_hash is optional: a bill without it encodes exactly as
+// before the field existed (no key in the payload), one with it round-trips, and anything but
+// 64 lowercase hex characters is refused.
+func TestBillLookupHashOptional(t *testing.T) {
+	t.Parallel()
+	at := time.Unix(1700000000, 0)
+	plain, err := envelope.New("bp:1", "B1", at, sampleBill())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(plain.Payload, []byte("lookup_hash")) {
+		t.Fatalf("a bill without a lookup hash carries the key: %s", plain.Payload)
+	}
+	withHash := sampleBill()
+	withHash.LookupHash = strings.Repeat("0f", 32)
+	e, err := envelope.New("bp:1", "B1", at, withHash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := e.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := envelope.Unmarshal(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := back.Decode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.(*envelope.BillPublished).LookupHash; got != withHash.LookupHash {
+		t.Fatalf("lookup_hash = %q after the round trip", got)
+	}
+	for _, bad := range []string{"0F" + strings.Repeat("0f", 31), strings.Repeat("0f", 31), strings.Repeat("0g", 32), strings.Repeat("0f", 33)} {
+		b := sampleBill()
+		b.LookupHash = bad
+		if _, err := envelope.New("bp:1", "B1", at, b); !errors.Is(err, envelope.ErrInvalidPayload) {
+			t.Errorf("lookup_hash %q: err = %v", bad, err)
+		}
+	}
+}
+
 func TestLaneStablePerKey(t *testing.T) {
 	t.Parallel()
 	a, _ := envelope.Lane(envelope.TypeBillPublished, "B1", 4)
@@ -109,6 +153,11 @@ func TestLaneStablePerKey(t *testing.T) {
 func FuzzEnvelopeRoundTrip(f *testing.F) {
 	e, _ := envelope.New("bp:1", "B1", time.Unix(1700000000, 0), sampleBill())
 	enc, _ := e.Marshal()
+	f.Add(enc)
+	hashed := sampleBill()
+	hashed.LookupHash = strings.Repeat("a1", 32)
+	e, _ = envelope.New("bp:2", "B1", time.Unix(1700000000, 0), hashed)
+	enc, _ = e.Marshal()
 	f.Add(enc)
 	f.Add([]byte("FPM1"))
 	f.Add([]byte{})

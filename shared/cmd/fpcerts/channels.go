@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"finepay/shared/gm"
 )
 
 // UnionPaySignerCN is the common name of the development UnionPay signing certificate. ACP
@@ -22,19 +24,71 @@ import (
 // 中国银联股份有限公司 there.
 const UnionPaySignerCN = "041@Z20250101@中国银联股份有限公司@00000001"
 
-// channelGroup is the key material of one payment channel besides WeChat Pay. Each group is
-// written by a full run and, on its own, added to an existing PKI that lacks it (a PKI made
-// before the channel was supported), without touching anything else.
+// channelGroup is a set of key material besides the node certificates and WeChat Pay's: a
+// payment channel's keys, or the issuing unit's e-receipt signing key. Each group is written by
+// a full run and, on its own, added to an existing PKI that lacks it (a PKI made before the
+// group was supported), without touching anything else. make gets the CA, for groups whose
+// certificates the development CA issues.
 type channelGroup struct {
 	name  string
 	files []string
-	make  func(r io.Reader, now, notAfter time.Time) ([]file, error)
+	make  func(r io.Reader, ca *gm.Issued, now, notAfter time.Time) ([]file, error)
+	ca    bool // make needs the CA
 }
 
 var channelGroups = []channelGroup{
-	{"alipay", []string{"alipay-app.key", "alipay-app.pem", "alipay-platform.key", "alipay-platform.pem"}, alipayFiles},
+	{"alipay", []string{"alipay-app.key", "alipay-app.pem", "alipay-platform.key", "alipay-platform.pem"}, alipayFiles, false},
 	{"unionpay", []string{"unionpay-root.pem", "unionpay-middle.pem", "unionpay-sign.key", "unionpay-sign.pem",
-		"unionpay-merchant.key", "unionpay-merchant.pem"}, unionpayFiles},
+		"unionpay-merchant.key", "unionpay-merchant.pem"}, unionpayFiles, false},
+	{"unit", []string{UnitSignKey, UnitSignCert}, unitFiles, true},
+	{"lookup", []string{LookupKeyFile}, lookupFiles, false},
+}
+
+// UnitSignKey and UnitSignCert are the issuing unit's (执收单位) SM2 e-receipt signing key and
+// its certificate, issued by the development CA: the core signs receipt data with it, and the
+// e-receipt platform verifies that signature before it adds the finance supervision seal.
+const (
+	UnitSignKey  = "unit-sign.key"
+	UnitSignCert = "unit-sign.pem"
+	// UnitCN is the common name of the development unit certificate.
+	UnitCN = "FinePay Dev Issuing Unit"
+)
+
+// unitFiles is the issuing unit's SM2 signing key and certificate, issued by ca.
+func unitFiles(r io.Reader, ca *gm.Issued, _, notAfter time.Time) ([]file, error) {
+	is, err := ca.IssueNode(r, UnitCN, gm.UsageSign, nil, nil, notAfter)
+	if err != nil {
+		return nil, err
+	}
+	key, err := is.Key.MarshalPKCS8PEM()
+	if err != nil {
+		return nil, err
+	}
+	return []file{{UnitSignKey, key, keyMode}, {UnitSignCert, is.Cert.PEM(), certMode}}, nil
+}
+
+// loadCA reads the development CA of an existing PKI, to issue a group's certificates.
+func loadCA(dir string) (*gm.Issued, error) {
+	cert, err := gm.LoadCertificate(filepath.Join(dir, "ca.pem"))
+	if err != nil {
+		return nil, err
+	}
+	key, err := gm.LoadPrivateKey(filepath.Join(dir, "ca.key"))
+	if err != nil {
+		return nil, err
+	}
+	if !cert.PublicKey().Equal(key.Public()) {
+		return nil, errors.New("ca.key does not match ca.pem")
+	}
+	return &gm.Issued{Cert: cert, Key: key}, nil
+}
+
+// joinNames lists names as "a", "a and b", "a, b and c".
+func joinNames(names []string) string {
+	if len(names) <= 1 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
 // complete adds the channel groups missing from the PKI in dir; when none is missing it says
@@ -42,6 +96,7 @@ var channelGroups = []channelGroup{
 func complete(dir string, out io.Writer) error {
 	var add []file
 	var names []string
+	var ca *gm.Issued
 	now := time.Now()
 	for _, g := range channelGroups {
 		missing := false
@@ -55,7 +110,13 @@ func complete(dir string, out io.Writer) error {
 		if !missing {
 			continue
 		}
-		files, err := g.make(rand.Reader, now, now.AddDate(validity, 0, 0))
+		if g.ca && ca == nil {
+			var err error
+			if ca, err = loadCA(dir); err != nil {
+				return fmt.Errorf("%s: loading the CA: %w", g.name, err)
+			}
+		}
+		files, err := g.make(rand.Reader, ca, now, now.AddDate(validity, 0, 0))
 		if err != nil {
 			return fmt.Errorf("%s: %w", g.name, err)
 		}
@@ -69,14 +130,14 @@ func complete(dir string, out io.Writer) error {
 	if err := install(dir, add); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "certs: added the %s keys to the PKI in %s\n", strings.Join(names, " and "), dir)
+	fmt.Fprintf(out, "certs: added the %s keys to the PKI in %s\n", joinNames(names), dir)
 	return nil
 }
 
 // alipayFiles are the Alipay open-platform keys: the merchant application's RSA key (signs
 // requests; its certificate stands for the application public key uploaded to Alipay) and
 // Alipay's own (signs answers and notifications; its certificate is "the Alipay public key").
-func alipayFiles(r io.Reader, now, notAfter time.Time) ([]file, error) {
+func alipayFiles(r io.Reader, _ *gm.Issued, now, notAfter time.Time) ([]file, error) {
 	var out []file
 	for _, w := range []struct{ base, cn string }{
 		{"alipay-app", "FinePay Dev Alipay Application"},
@@ -95,7 +156,7 @@ func alipayFiles(r io.Reader, now, notAfter time.Time) ([]file, error) {
 // signPubKeyCert against), UnionPay's signing key and certificate issued by the middle CA, and
 // the merchant's signing key and certificate (its serial number in decimal is the certId of
 // requests), issued by the middle CA too.
-func unionpayFiles(r io.Reader, now, notAfter time.Time) ([]file, error) {
+func unionpayFiles(r io.Reader, _ *gm.Issued, now, notAfter time.Time) ([]file, error) {
 	root, rootKey, err := rsaIssue(r, nil, nil, pkix.Name{CommonName: "UnionPay Dev Root CA", Organization: []string{"China UnionPay"}}, true, now, notAfter)
 	if err != nil {
 		return nil, fmt.Errorf("root: %w", err)
@@ -208,4 +269,12 @@ UnionPay ACP development files (RSA 2048, PKCS#8 keys):
   unionpay-merchant.key   the merchant's signing key: signs our requests.
   unionpay-merchant.pem   its certificate, issued by the middle CA; its serial
                           number in decimal is the certId of our requests.
+
+E-receipt issuing unit (SM2, issued by the development CA):
+
+  unit-sign.key           the issuing unit's (执收单位) SM2 signing key: the core
+                          signs the data of every e-receipt with it.
+  unit-sign.pem           its certificate (CN "FinePay Dev Issuing Unit"): the
+                          e-receipt platform (the sandbox) and anyone checking a
+                          receipt verify the unit's signature with it.
 `

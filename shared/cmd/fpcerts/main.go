@@ -22,6 +22,10 @@
 //     signPubKeyCert of answers and notifications) issued by the middle CA;
 //     unionpay-merchant.key/.pem: the merchant's signing key and certificate
 //     (its decimal serial number is the certId of requests);
+//   - unit-sign.key/.pem: the e-receipt issuing unit's SM2 signing key and
+//     certificate, issued by the CA (signs the data of every e-receipt);
+//   - lookup.key: 32 random bytes in hex, shared by the core and the gateway,
+//     keying the hash by which a payer finds a bill by decision number and plate;
 //   - README.txt describing these files.
 //
 // All certificates are valid for two years. Keys are written 0600,
@@ -29,9 +33,10 @@
 // and then renamed into place with ca.pem last, so that an interrupted run
 // never leaves a DIR/ca.pem beside a partial PKI. When DIR/ca.pem exists and
 // -force is not given, fpcerts says so and exits 0 without changing
-// anything, so it can run on every `make demo`; only the channel key sets
-// (alipay-*, unionpay-*) missing from such a PKI, made before those channels
-// were supported, are added, each set whole.
+// anything, so it can run on every `make demo`; only the key sets (alipay-*,
+// unionpay-*, unit-sign.*) missing from such a PKI, made before they were
+// supported, are added, each set whole (unit-sign.* issued by the existing
+// ca.key).
 package main
 
 import (

@@ -282,7 +282,11 @@ func TestFpcertsAddsChannelKeys(t *testing.T) {
 	if err := run(dir, false, &out); err != nil {
 		t.Fatal(err)
 	}
-	if got := out.String(); got != "certs: added the alipay and unionpay keys to the PKI in "+dir+"\n" {
+	var groups []string
+	for _, g := range channelGroups {
+		groups = append(groups, g.name)
+	}
+	if got := out.String(); got != "certs: added the "+joinNames(groups)+" keys to the PKI in "+dir+"\n" {
 		t.Fatalf("printed %q", got)
 	}
 	after := snapshot(t, dir)
@@ -419,4 +423,56 @@ func parseRSAKey(t *testing.T, path string) *rsa.PrivateKey {
 		t.Fatalf("%s: %T", path, k)
 	}
 	return rk
+}
+
+// TestE1FpcertsUnitKey: the e-receipt issuing unit's key is issued by the development CA, in a
+// full run and when added to a PKI made before it existed; a second run changes nothing.
+func TestE1FpcertsUnitKey(t *testing.T) {
+	dir := t.TempDir()
+	if err := run(dir, false, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	check := func() {
+		t.Helper()
+		ca, err := gm.LoadCertificate(filepath.Join(dir, "ca.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := gm.LoadCertificate(filepath.Join(dir, UnitSignCert))
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := gm.LoadPrivateKey(filepath.Join(dir, UnitSignKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.VerifySignedBy(ca); err != nil || c.CommonName() != UnitCN || !k.Public().Equal(c.PublicKey()) {
+			t.Fatalf("unit certificate: %v, CN %q, key matches %v", err, c.CommonName(), k.Public().Equal(c.PublicKey()))
+		}
+	}
+	check()
+	for _, f := range []string{UnitSignKey, UnitSignCert} {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	if err := run(dir, false, &out); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != "certs: added the unit keys to the PKI in "+dir+"\n" {
+		t.Fatalf("printed %q", got)
+	}
+	check()
+	before := snapshot(t, dir)
+	out.Reset()
+	if err := run(dir, false, &out); err != nil || !strings.Contains(out.String(), "already holds a PKI") {
+		t.Fatalf("second run: %v %q", err, out.String())
+	}
+	after := snapshot(t, dir)
+	for name, s := range before {
+		if after[name] != s {
+			t.Errorf("%s changed", name)
+		}
+	}
 }

@@ -109,7 +109,7 @@ func generate(r io.Reader, now time.Time) ([]file, [2]string, error) {
 	}
 	files = append(files, file{"wechat-apiv3.key", apiv3, keyMode})
 	for _, g := range channelGroups {
-		gf, err := g.make(r, now, notAfter)
+		gf, err := g.make(r, ca, now, notAfter)
 		if err != nil {
 			return nil, serials, fmt.Errorf("%s: %w", g.name, err)
 		}
@@ -307,6 +307,6 @@ WeChat Pay development files (RSA 2048, PKCS#8 keys, self-signed certificates):
 README.txt                this file.
 
 Run fpcerts -dir DIR -force to replace everything.
-`, serials[0], serials[1], channelReadme)
+`, serials[0], serials[1], channelReadme+lookupReadme)
 	return b.String()
 }
