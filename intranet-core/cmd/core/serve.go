@@ -15,12 +15,15 @@ import (
 	"finepay/ferry/inbox"
 	"finepay/ferry/outbox"
 	"finepay/ferry/sqldb"
+	"finepay/intranet-core/internal/bankpay"
 	"finepay/intranet-core/internal/bill"
 	"finepay/intranet-core/internal/console"
 	"finepay/intranet-core/internal/coredb"
 	"finepay/intranet-core/internal/ereceipt"
+	"finepay/intranet-core/internal/isp"
 	"finepay/intranet-core/internal/nontax"
 	"finepay/intranet-core/internal/partner"
+	"finepay/intranet-core/internal/partnerin"
 	"finepay/intranet-core/internal/payment"
 	"finepay/intranet-core/internal/pii"
 	"finepay/intranet-core/internal/receipt"
@@ -36,7 +39,9 @@ import (
 type keys struct {
 	sign        *gm.PrivateKey
 	partnerSign *gm.PublicKey
+	unitSign    *gm.PrivateKey // signs e-receipt data
 	partnerEnc  *gm.PublicKey
+	callers     []partnerin.Caller
 }
 
 // loadKeys reads the signing key and the certificates and checks them: the signing
@@ -67,9 +72,50 @@ func loadKeys(o options) (keys, error) {
 	if !certs["signing certificate"].PublicKey().Equal(k.sign.Public()) {
 		return k, fmt.Errorf("signing certificate %s does not match the key %s", o.certPath(o.SignCert), o.certPath(o.SignKey))
 	}
+	for _, item := range strings.Split(o.PartnerCallers, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		name, file, ok := strings.Cut(item, "=")
+		if !ok || name == "" || file == "" {
+			return k, fmt.Errorf("-partner-callers: %q is not NAME=CERT", item)
+		}
+		c, err := gm.LoadCertificate(o.certPath(file))
+		if err != nil {
+			return k, fmt.Errorf("partner caller %s: %w", name, err)
+		}
+		if err := c.VerifySignedBy(ca); err != nil {
+			return k, fmt.Errorf("partner caller %s certificate %s: %w", name, o.certPath(file), err)
+		}
+		k.callers = append(k.callers, partnerin.Caller{Name: name, Key: c.PublicKey()})
+	}
+	if k.unitSign, err = loadUnitKey(o, ca); err != nil {
+		return k, err
+	}
 	k.partnerSign = certs["partner signing certificate"].PublicKey()
 	k.partnerEnc = certs["partner encryption certificate"].PublicKey()
 	return k, nil
+}
+
+// loadUnitKey reads the issuing unit's e-receipt signing key and checks its certificate against
+// the key and the CA.
+func loadUnitKey(o options, ca *gm.Certificate) (*gm.PrivateKey, error) {
+	key, err := gm.LoadPrivateKey(o.certPath(o.UnitSignKey))
+	if err != nil {
+		return nil, fmt.Errorf("unit signing key (make certs adds it): %w", err)
+	}
+	c, err := gm.LoadCertificate(o.certPath(o.UnitSignCert))
+	if err != nil {
+		return nil, fmt.Errorf("unit signing certificate: %w", err)
+	}
+	if err := c.VerifySignedBy(ca); err != nil {
+		return nil, fmt.Errorf("unit signing certificate %s: %w", o.certPath(o.UnitSignCert), err)
+	}
+	if !c.PublicKey().Equal(key.Public()) {
+		return nil, fmt.Errorf("unit signing certificate %s does not match the key %s", o.certPath(o.UnitSignCert), o.certPath(o.UnitSignKey))
+	}
+	return key, nil
 }
 
 func openDB(ctx context.Context, url string) (*sqldb.DB, error) {
@@ -113,6 +159,10 @@ func serve(ctx context.Context, o options, migrateOnly bool, stdout io.Writer) e
 	if o.Lanes < 1 || o.Lanes > 64 {
 		return fmt.Errorf("-lanes %d: want 1 to 64", o.Lanes)
 	}
+	lookupKey, err := loadLookupKey(o, log)
+	if err != nil {
+		return err
+	}
 
 	e, reg := httpx.New(httpx.Options{Service: "core", Logger: log, Ready: func(ctx context.Context) error { return db.PingContext(ctx) }})
 	reg.MustRegister(outbox.NewBacklogCollector(db, "core"))
@@ -137,17 +187,42 @@ func serve(ctx context.Context, o options, migrateOnly bool, stdout io.Writer) e
 	ob := outbox.New(o.Lanes)
 
 	bills := bill.NewService(bill.Config{DB: db, Vault: vault, Forms: nt, PartnerEncKey: k.partnerEnc, Outbox: ob,
-		GatewayURL: o.GatewayURL, Logger: log, Registry: reg})
+		GatewayURL: o.GatewayURL, LookupKey: lookupKey, Logger: log, Registry: reg})
+	ispSvc, err := newISP(o, db, vault, bills, newPartner, log)
+	if err != nil {
+		return err
+	}
+	pc, err := newPolice(o, newPartner)
+	if err != nil {
+		return err
+	}
 	handlers := map[string]task.Handler{}
 	runner := task.NewRunner(task.Config{DB: db, Handlers: handlers, Workers: o.TaskWorkers, Logger: log, Registry: reg})
-	payments := payment.NewService(payment.Config{DB: db, Vault: vault, PartnerEncKey: k.partnerEnc, NonTax: nt,
-		Window: window.New(wp), Logger: log, Registry: reg, Queued: runner.Wake})
-	receipts := receipt.NewService(receipt.Config{Issuer: ereceipt.New(erp, k.partnerSign), Outbox: ob, Logger: log})
+	refunds, err := newRefunds(o, db, ob, erp, ntp, wp, newPartner, log, runner.Wake)
+	if err != nil {
+		return err
+	}
+	payments := payment.NewService(payment.Config{OnDuplicate: startR5(refunds, log), DB: db, Vault: vault, PartnerEncKey: k.partnerEnc, NonTax: nt,
+		Window: window.New(wp), Police: pc, Routers: []payment.ResultRouter{ispSvc}, Logger: log, Registry: reg, Queued: runner.Wake})
+	receipts := receipt.NewService(receipt.Config{DB: db, Platform: ereceipt.New(erp, k.partnerSign), UnitKey: k.unitSign,
+		Outbox: ob, Logger: log})
 	handlers[payment.KindNonTaxReport] = payments.HandleNonTaxReport
 	handlers[payment.KindWindowReport] = payments.HandleWindowReport
-	handlers[receipt.KindIssue] = receipts.HandleIssue
+	for kind, h := range receipts.Handlers() {
+		handlers[kind] = h
+	}
+	handlers[payment.KindPoliceReport] = payments.HandlePoliceReport
+	bankSvc, err := newBank(o, db, pc, bills, payments, nt, log, runner.Wake)
+	if err != nil {
+		return err
+	}
+	handlers[bankpay.KindNonTaxRecon] = bankSvc.HandleNonTaxRecon
+	handlers[isp.KindResultPush] = ispSvc.HandlePush
+	for kind, h := range refunds.Handlers() {
+		handlers[kind] = h
+	}
 	consumer := inbox.NewConsumer(inbox.Config{DB: db, Logger: log, Registry: reg,
-		Handlers: map[string]inbox.Handler{envelope.TypePaymentConfirmed: payments.HandleConfirmed}})
+		Handlers: map[string]inbox.Handler{envelope.TypePaymentConfirmed: payments.HandleConfirmed, envelope.TypeRefundResult: refunds.HandleResult}})
 
 	con := console.New(console.Config{DB: db, Bills: bills, Logger: log})
 	pw, generated, created, err := con.EnsureClerk(ctx, o.ConsolePassword)
@@ -165,12 +240,24 @@ func serve(ctx context.Context, o options, migrateOnly bool, stdout io.Writer) e
 	}
 	bill.Routes(e.Group("/api/v1", con.APIAuth(o.APIToken)), bills)
 	con.Routes(e)
+	guard, err := partnerin.New(partnerin.Config{DB: db, Node: "core", Key: k.sign, Callers: k.callers,
+		Logger: log.With("component", "partner-api"), Registry: reg})
+	if err != nil {
+		return err
+	}
+	// The partner API: systems that call the core (the 12123 platform, the bank adapter) through
+	// the signed envelope of docs/partners.md; each flow mounts its routes on partnerAPI.
+	partnerAPI := e.Group("/partner/v1", guard.Middleware)
+	isp.Routes(partnerAPI.Group("/isp"), ispSvc) // P1: the 12123 platform
+	// P3: the finance adapter for the agency banks.
+	bankpay.Routes(partnerAPI.Group("/bank"), bankSvc)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { consumer.Run(ctx) })
 	wg.Go(func() { runner.Run(ctx) })
+	wg.Go(func() { (&receipt.Scheduler{DB: db, Queued: runner.Wake, Logger: log}).Run(ctx) })
 	err = httpx.Serve(ctx, log, o.Listen, e, nil)
 	cancel()
 	wg.Wait()

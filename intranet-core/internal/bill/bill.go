@@ -32,6 +32,7 @@ import (
 	"finepay/shared/bizdate"
 	"finepay/shared/envelope"
 	"finepay/shared/gm"
+	"finepay/shared/lookup"
 	"finepay/shared/money"
 	"finepay/shared/penalty"
 )
@@ -75,6 +76,11 @@ type Config struct {
 	Rand          io.Reader
 	Logger        *slog.Logger
 	Registry      prometheus.Registerer
+
+	// LookupKey, when set (lookup.KeySize bytes, shared with the gateway), adds the lookup hash
+	// of the decision number and the plate's last four characters to bill.published, so that
+	// the payer can find the bill on the gateway by them (package finepay/shared/lookup).
+	LookupKey []byte
 }
 
 // Service creates and reads bills.
@@ -192,7 +198,13 @@ func (s *Service) Create(ctx context.Context, actor string, req CreateRequest) (
 			if err := BillInsert(ctx, tx, r); err != nil {
 				return err
 			}
-			env, err := envelope.New("bill:"+r.BillNo, r.BillNo, now, r.published())
+			pub := r.published()
+			lh, err := s.lookupHash(req)
+			if err != nil {
+				return err
+			}
+			pub.LookupHash = lh
+			env, err := envelope.New("bill:"+r.BillNo, r.BillNo, now, pub)
 			if err != nil {
 				return err
 			}
@@ -320,6 +332,19 @@ func (s *Service) view(r Record, p *PaymentView, rc *ReceiptView) View {
 		v.LateFee, v.TotalDueToday = p.LateFee, p.Amount
 	}
 	return v
+}
+
+// lookupHash is the keyed hash of the decision number and the plate's last four characters
+// published with the bill; "" when no lookup key is configured.
+func (s *Service) lookupHash(req CreateRequest) (string, error) {
+	if len(s.cfg.LookupKey) == 0 {
+		return "", nil
+	}
+	tail, err := lookup.PlateTail(req.Plate)
+	if err != nil {
+		return "", err
+	}
+	return lookup.Hash(s.cfg.LookupKey, req.DecisionNo, tail)
 }
 
 // published is the payer's view of the bill sent to the gateway: masked fields, no ID data.

@@ -8,6 +8,8 @@ package coretest
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -40,6 +42,9 @@ import (
 
 // GatewayURL is the cashier base the test services use.
 const GatewayURL = "https://pay.example.test"
+
+// LookupKey is the lookup key the Env's bill service publishes lookup hashes under.
+var LookupKey = []byte("coretest lookup key, 32 bytes...")
 
 // Clock is a settable clock.
 type Clock struct {
@@ -103,17 +108,20 @@ func New(t testing.TB, db *sqldb.DB, o Options) *Env {
 	nt := nontax.New(newClient())
 	encKey := e.PKI.PartnerEnc.Cert.PublicKey()
 	e.Bills = bill.NewService(bill.Config{DB: db, Vault: vault, Forms: nt, PartnerEncKey: encKey, Outbox: e.Outbox,
-		GatewayURL: GatewayURL, Now: e.Clock.Now, Logger: log, Registry: e.Registry})
+		GatewayURL: GatewayURL, LookupKey: LookupKey, Now: e.Clock.Now, Logger: log, Registry: e.Registry})
 	handlers := map[string]task.Handler{}
 	e.Runner = task.NewRunner(task.Config{DB: db, Handlers: handlers, Now: e.Clock.Now, Jitter: func() float64 { return 0 },
 		Logger: log, Registry: e.Registry})
 	e.Payments = payment.NewService(payment.Config{DB: db, Vault: vault, PartnerEncKey: encKey, NonTax: nt,
 		Window: window.New(newClient()), Now: e.Clock.Now, Logger: log, Registry: e.Registry})
-	e.Receipts = receipt.NewService(receipt.Config{Issuer: ereceipt.New(newClient(), e.PKI.PartnerSign.Cert.PublicKey()),
-		Outbox: e.Outbox, Now: e.Clock.Now, Logger: log})
+	e.Receipts = receipt.NewService(receipt.Config{DB: db, Platform: ereceipt.New(newClient(), e.PKI.PartnerSign.Cert.PublicKey()),
+		UnitKey: e.PKI.Unit.Key, Outbox: e.Outbox, Now: e.Clock.Now, Logger: log})
+	e.seedStock(t)
 	handlers[payment.KindNonTaxReport] = e.Payments.HandleNonTaxReport
 	handlers[payment.KindWindowReport] = e.Payments.HandleWindowReport
-	handlers[receipt.KindIssue] = e.Receipts.HandleIssue
+	for kind, h := range e.Receipts.Handlers() {
+		handlers[kind] = h
+	}
 	e.Consumer = inbox.NewConsumer(inbox.Config{DB: db, Logger: log, Now: e.Clock.Now, Registry: e.Registry,
 		Handlers: map[string]inbox.Handler{envelope.TypePaymentConfirmed: e.Payments.HandleConfirmed}})
 	return e
@@ -150,17 +158,76 @@ func (e *Env) GoodReply(r partnertest.Request) partnertest.Reply {
 		return partnertest.Reply{Body: map[string]string{"status": "accepted"}}
 	case strings.HasPrefix(r.Path, ereceipt.PathReceipts):
 		return partnertest.Reply{Body: e.Receipt(r, e.PKI.PartnerSign.Key)}
+	case strings.HasPrefix(r.Path, ereceipt.PathRedReceipts):
+		return partnertest.Reply{Body: e.RedReceipt(r, e.PKI.PartnerSign.Key)}
+	case strings.HasPrefix(r.Path, ereceipt.PathAllocations):
+		return partnertest.Reply{Body: map[string]any{"allocations": []ereceipt.Allocation{}}}
+	case strings.HasPrefix(r.Path, ereceipt.PathAcceptances):
+		var a ereceipt.Allocation
+		r.JSON(&a)
+		a.Status = "in_stock"
+		return partnertest.Reply{Body: a}
+	case strings.HasPrefix(r.Path, ereceipt.PathWriteOffs):
+		var w ereceipt.WriteOffReport
+		r.JSON(&w)
+		return partnertest.Reply{Body: map[string]any{"period": w.Period, "status": "written-off", "discrepancies": []any{}}}
+	case strings.HasPrefix(r.Path, ereceipt.PathMasterData):
+		return partnertest.Reply{Body: map[string]any{"version": "v1",
+			"units": []map[string]string{{"unit_code": "230100", "unit_name": "哈尔滨市公安局交通警察支队", "region_code": "230100"}},
+			"items": []map[string]string{{"item_code": "103050101", "item_name": "公安交通违法罚没收入"}, {"item_code": "103050102", "item_name": "公安交通违法加处罚款收入"}}}}
 	}
 	return partnertest.Reply{Status: http.StatusNotFound, Body: map[string]string{"code": "NOT_FOUND"}}
 }
 
-// Receipt is an e-receipt answer for request r, sealed with key.
+// Layout is the layout file of the test receipts.
+var Layout = []byte("%PDF-1.4\n% coretest\n%%EOF\n")
+
+// StockUnits are the units whose stock New takes in, each a range of 100000 numbers of its
+// region's code for 2026 (230100 from 0000000001).
+var StockUnits = []string{"230100", "230102", "230000", "230200", "230600"}
+
+// seedStock takes a range for each of StockUnits into stock, accepted.
+func (e *Env) seedStock(t testing.TB) {
+	t.Helper()
+	next := map[string]int64{}
+	for _, u := range StockUnits {
+		code := u[:4] + "0126"
+		start := next[code] + 1
+		next[code] = start + 99999
+		a := ereceipt.Allocation{AllocationID: "seed-" + u, UnitCode: u, ReceiptCode: code, StartNo: fmt.Sprintf("%010d", start),
+			EndNo: fmt.Sprintf("%010d", next[code]), HandedAt: Start.Format(time.RFC3339)}
+		_, err := receipt.TakeIn(context.Background(), e.DB, a, Start)
+		sqltest.Must(t, err)
+		sqltest.Must(t, receipt.MarkAccepted(context.Background(), e.DB, a.AllocationID, Start))
+	}
+}
+
+// Receipt is the platform's e-receipt answer to issue request r, sealed with key: the number
+// and signed data asked for, check code a1B2c3, the payer 张*.
 func (e *Env) Receipt(r partnertest.Request, key *gm.PrivateKey) ereceipt.Receipt {
 	var in ereceipt.Request
 	r.JSON(&in)
-	rc := ereceipt.Receipt{ReceiptCode: "23010126", ReceiptNo: "0000000001", CheckCode: "a1B2c3",
-		IssuedAt: time.Now().In(bizdate.Location).Format(time.RFC3339), Amount: in.Amount, PayerMasked: "张*"}
-	rc.Seal = partnertest.Seal(key, rc.ReceiptCode, rc.ReceiptNo, rc.CheckCode, rc.Amount, rc.IssuedAt)
+	rc := ereceipt.Receipt{Kind: ereceipt.KindBlue, ReceiptCode: in.ReceiptCode, ReceiptNo: in.ReceiptNo, CheckCode: "a1B2c3",
+		IssuedAt: e.Clock.Now().In(bizdate.Location).Format(time.RFC3339), Amount: in.Amount, PayerMasked: "张*",
+		Data: in.Data, UnitSignature: in.UnitSignature, Layout: base64.StdEncoding.EncodeToString(Layout)}
+	data, _ := base64.StdEncoding.DecodeString(in.Data)
+	rc.Seal = partnertest.Seal(key, rc.ReceiptCode, rc.ReceiptNo, rc.CheckCode, rc.Amount, rc.IssuedAt, data, rc.UnitSignature)
+	return rc
+}
+
+// RedReceipt is the platform's answer to red-flush request r, sealed with key; the amount is
+// taken from the signed data.
+func (e *Env) RedReceipt(r partnertest.Request, key *gm.PrivateKey) ereceipt.Receipt {
+	var in ereceipt.RedRequest
+	r.JSON(&in)
+	data, _ := base64.StdEncoding.DecodeString(in.Data)
+	var d ereceipt.Data
+	json.Unmarshal(data, &d)
+	rc := ereceipt.Receipt{Kind: ereceipt.KindRed, ReceiptCode: in.ReceiptCode, ReceiptNo: in.ReceiptNo, CheckCode: "r9R8r7",
+		IssuedAt: e.Clock.Now().In(bizdate.Location).Format(time.RFC3339), Amount: d.Amount, PayerMasked: "张*",
+		OriginalCode: in.OriginalCode, OriginalNo: in.OriginalNo, Data: in.Data, UnitSignature: in.UnitSignature,
+		Layout: base64.StdEncoding.EncodeToString(Layout)}
+	rc.Seal = partnertest.Seal(key, rc.ReceiptCode, rc.ReceiptNo, rc.CheckCode, rc.Amount, rc.IssuedAt, data, rc.UnitSignature)
 	return rc
 }
 

@@ -8,8 +8,9 @@
 //     payment (kept, never lost, for the R5 refund flow), or as unmatched when there is no such
 //     bill or the fine differs;
 //   - otherwise records it, marks the bill paid and queues three durable tasks in the same
-//     transaction: report to the non-tax system, report to the window platform, issue the
-//     e-receipt.
+//     transaction: report to the non-tax system, report to the window platform (or, for a bill
+//     a partner asked for, to that partner: a ResultRouter, such as P1's 12123 platform), issue
+//     the e-receipt.
 package payment
 
 import (
@@ -27,6 +28,8 @@ import (
 	"finepay/intranet-core/internal/bill"
 	"finepay/intranet-core/internal/nontax"
 	"finepay/intranet-core/internal/pii"
+	"finepay/intranet-core/internal/police"
+	"finepay/intranet-core/internal/task"
 	"finepay/intranet-core/internal/window"
 	"finepay/shared/envelope"
 	"finepay/shared/gm"
@@ -43,7 +46,19 @@ const (
 const (
 	KindNonTaxReport = "nontax.report"
 	KindWindowReport = "window.report"
+	// KindPoliceReport reports a bank payment (flow P3) to the police business system; the
+	// non-tax report follows it.
+	KindPoliceReport = "police.report"
 )
+
+// ChannelBank is the channel of payments collected by agency banks (flow P3): reported to the
+// police business system first, then to the non-tax system, and not to the window platform.
+const ChannelBank = "bank"
+
+// PoliceReporter reports payment results to the police business system; *police.Client is one.
+type PoliceReporter interface {
+	ReportPaymentResult(ctx context.Context, requestID string, r police.PaymentResult) error
+}
 
 // NonTaxReporter reports payments; *nontax.Client is one.
 type NonTaxReporter interface {
@@ -62,12 +77,26 @@ type Config struct {
 	PartnerEncKey *gm.PublicKey // encrypts payer_name_enc
 	NonTax        NonTaxReporter
 	Window        WindowReporter
+	Police        PoliceReporter // flow P3; nil when no police business system is configured
 	Now           func() time.Time
 	Rand          io.Reader
 	Logger        *slog.Logger
 	Registry      prometheus.Registerer
 	// Queued is called after tasks were queued (e.g. the task runner's Wake).
 	Queued func()
+	// Routers send a payment's result to the system a bill came from (the 12123 platform for
+	// P1); a bill no router claims reports to the window platform.
+	Routers []ResultRouter
+	// OnDuplicate runs in the transaction that records a duplicate payment (flow R5 starts its
+	// refund there, so that a duplicate is never recorded without its refund).
+	OnDuplicate func(ctx context.Context, tx *sql.Tx, p Record) error
+}
+
+// ResultRouter decides where the result of a recorded payment goes, besides the non-tax system
+// and the e-receipt: it returns the tasks reporting p (which paid b) to the system b came from,
+// queued in tx with the others, and whether they replace the window platform's report.
+type ResultRouter interface {
+	ResultTasks(ctx context.Context, tx *sql.Tx, b bill.Record, p Record) (specs []task.Spec, replacesWindow bool, err error)
 }
 
 // Service records payments and runs the reporting tasks.
@@ -117,19 +146,43 @@ func (s *Service) HandleConfirmed(ctx context.Context, tx *sql.Tx, env envelope.
 	if !ok {
 		return fmt.Errorf("payment: %s is not payment.confirmed", env.Type)
 	}
-	log := s.cfg.Logger.With("message_id", env.ID, "bill_no", p.BillNo, "order_no", p.OrderNo, "channel", p.Channel)
+	_, _, err = s.RecordConfirmed(ctx, tx, Confirmed{MessageID: env.ID, BillNo: p.BillNo, OrderNo: p.OrderNo,
+		Channel: p.Channel, ChannelTradeNo: p.ChannelTradeNo, Amount: p.Amount, Fine: p.Fine, LateFee: p.LateFee,
+		PaidAt: p.PaidAt, NotificationID: p.NotificationID})
+	return err
+}
 
-	var seen int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM payments WHERE message_id = $1 OR (channel = $2 AND channel_trade_no = $3)`,
-		env.ID, p.Channel, p.ChannelTradeNo).Scan(&seen); err != nil {
-		return fmt.Errorf("payment: replay check: %w", err)
-	}
-	if seen > 0 {
+// Confirmed is a payment its channel confirmed: from the ferry (payment.confirmed) or, for the
+// agency banks (channel bank), from the finance adapter.
+type Confirmed struct {
+	MessageID      string // unique per payment at its source
+	BillNo         string
+	OrderNo        string
+	Channel        string
+	ChannelTradeNo string
+	Amount         int64
+	Fine           int64
+	LateFee        int64
+	PaidAt         time.Time
+	NotificationID string
+}
+
+// RecordConfirmed records a confirmed payment in tx, as described in the package comment, and
+// returns its row. fresh is false when it was recorded before (the same message ID, or the
+// same channel and trade number): the earlier row is returned and nothing changes.
+func (s *Service) RecordConfirmed(ctx context.Context, tx *sql.Tx, p Confirmed) (rec Record, fresh bool, err error) {
+	log := s.cfg.Logger.With("message_id", p.MessageID, "bill_no", p.BillNo, "order_no", p.OrderNo, "channel", p.Channel)
+
+	prior, err := paymentFind(ctx, tx, p.MessageID, p.Channel, p.ChannelTradeNo)
+	switch {
+	case err == nil:
 		log.Info("payment already recorded; redelivery ignored")
-		return nil
+		return prior, false, nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return Record{}, false, fmt.Errorf("payment: replay check: %w", err)
 	}
 
-	rec := Record{MessageID: env.ID, BillNo: p.BillNo, OrderNo: p.OrderNo, Channel: p.Channel, ChannelTradeNo: p.ChannelTradeNo,
+	rec = Record{MessageID: p.MessageID, BillNo: p.BillNo, OrderNo: p.OrderNo, Channel: p.Channel, ChannelTradeNo: p.ChannelTradeNo,
 		Amount: p.Amount, Fine: p.Fine, LateFee: p.LateFee, PaidAt: p.PaidAt, NotificationID: p.NotificationID,
 		Result: ResultRecorded, RecordedAt: s.cfg.Now().UTC()}
 	b, err := bill.BillGetByNoForUpdate(ctx, s.cfg.DB, tx, p.BillNo)
@@ -137,45 +190,50 @@ func (s *Service) HandleConfirmed(ctx context.Context, tx *sql.Tx, env envelope.
 	case errors.Is(err, bill.ErrNotFound):
 		rec.Result, rec.Reason = ResultUnmatched, "no such bill"
 	case err != nil:
-		return err
+		return Record{}, false, err
 	default:
 		rec.ViolationSerial = b.ViolationSerial
 		result, reason, err := classify(ctx, tx, b, p)
 		if err != nil {
-			return err
+			return Record{}, false, err
 		}
 		rec.Result, rec.Reason = result, reason
 	}
 	rec.ID, err = PaymentInsert(ctx, tx, rec)
 	if err != nil {
-		return err
+		return Record{}, false, err
 	}
 	switch rec.Result {
 	case ResultDuplicate:
 		log.Warn("duplicate payment recorded for refund", "reason", rec.Reason)
-		return nil
+		if s.cfg.OnDuplicate != nil {
+			if err := s.cfg.OnDuplicate(ctx, tx, rec); err != nil {
+				return Record{}, false, err
+			}
+		}
+		return rec, true, nil
 	case ResultUnmatched:
 		log.Error("unmatched payment recorded for review", "reason", rec.Reason)
-		return nil
+		return rec, true, nil
 	}
 	if ok, err := bill.BillMarkPaid(ctx, tx, b.BillNo, rec.ID, p.PaidAt); err != nil {
-		return err
+		return Record{}, false, err
 	} else if !ok {
-		return fmt.Errorf("payment: bill %s was not unpaid", b.BillNo)
+		return Record{}, false, fmt.Errorf("payment: bill %s was not unpaid", b.BillNo)
 	}
 	if err := s.enqueue(ctx, tx, b, rec); err != nil {
-		return err
+		return Record{}, false, err
 	}
 	log.Info("payment recorded; bill paid", "amount", p.Amount)
 	if s.cfg.Queued != nil {
 		s.cfg.Queued()
 	}
-	return nil
+	return rec, true, nil
 }
 
 // classify says whether a payment pays its bill (ResultRecorded), or is a duplicate or
 // unmatched, and why.
-func classify(ctx context.Context, tx *sql.Tx, b bill.Record, p *envelope.PaymentConfirmed) (result, reason string, err error) {
+func classify(ctx context.Context, tx *sql.Tx, b bill.Record, p Confirmed) (result, reason string, err error) {
 	var prior string
 	err = tx.QueryRowContext(ctx, `SELECT order_no FROM payments WHERE violation_serial = $1 AND result = 'recorded'`, b.ViolationSerial).Scan(&prior)
 	switch {

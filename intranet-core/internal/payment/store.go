@@ -82,3 +82,15 @@ func (c *countCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(countDesc, prometheus.CounterValue, n, r)
 	}
 }
+
+// paymentFind reads the payment with the message ID, or the channel and trade number;
+// sql.ErrNoRows when there is none.
+func paymentFind(ctx context.Context, tx *sql.Tx, messageID, channel, tradeNo string) (Record, error) {
+	var r Record
+	err := tx.QueryRowContext(ctx, `SELECT id, message_id, bill_no, violation_serial, order_no, channel, channel_trade_no,
+		amount, fine, late_fee, paid_at, notification_id, result, reason, recorded_at FROM payments
+		WHERE message_id = $1 OR (channel = $2 AND channel_trade_no = $3) ORDER BY id LIMIT 1`, messageID, channel, tradeNo).
+		Scan(&r.ID, &r.MessageID, &r.BillNo, &r.ViolationSerial, &r.OrderNo, &r.Channel, &r.ChannelTradeNo,
+			&r.Amount, &r.Fine, &r.LateFee, &r.PaidAt, &r.NotificationID, &r.Result, &r.Reason, &r.RecordedAt)
+	return r, err
+}

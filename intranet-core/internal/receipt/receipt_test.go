@@ -3,6 +3,7 @@ package receipt_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"net/http"
 	"testing"
 	"time"
@@ -132,12 +133,28 @@ func TestE1ReceiptWithBadSignatureOrSealIsNotAccepted(t *testing.T) {
 		{"fail/seal-over-other-amount", func(env *coretest.Env, r partnertest.Request) partnertest.Reply {
 			rc := env.Receipt(r, env.PKI.PartnerSign.Key)
 			rc.Amount++
-			rc.Seal = partnertest.Seal(env.PKI.PartnerSign.Key, rc.ReceiptCode, rc.ReceiptNo, rc.CheckCode, rc.Amount, rc.IssuedAt)
+			data, _ := base64.StdEncoding.DecodeString(rc.Data)
+			rc.Seal = partnertest.Seal(env.PKI.PartnerSign.Key, rc.ReceiptCode, rc.ReceiptNo, rc.CheckCode, rc.Amount, rc.IssuedAt, data, rc.UnitSignature)
 			return partnertest.Reply{Body: rc}
 		}},
 		{"fail/seal-tampered-number", func(env *coretest.Env, r partnertest.Request) partnertest.Reply {
 			rc := env.Receipt(r, env.PKI.PartnerSign.Key)
 			rc.ReceiptNo = "0000000002"
+			return partnertest.Reply{Body: rc}
+		}},
+		{"fail/seal-over-other-data", func(env *coretest.Env, r partnertest.Request) partnertest.Reply {
+			rc := env.Receipt(r, env.PKI.PartnerSign.Key)
+			rc.Seal = partnertest.Seal(env.PKI.PartnerSign.Key, rc.ReceiptCode, rc.ReceiptNo, rc.CheckCode, rc.Amount, rc.IssuedAt, []byte("{}"), rc.UnitSignature)
+			return partnertest.Reply{Body: rc}
+		}},
+		{"fail/not-the-unit-data", func(env *coretest.Env, r partnertest.Request) partnertest.Reply {
+			rc := env.Receipt(r, env.PKI.PartnerSign.Key)
+			rc.UnitSignature = "MEUCIQ=="
+			return partnertest.Reply{Body: rc}
+		}},
+		{"fail/layout-not-pdf", func(env *coretest.Env, r partnertest.Request) partnertest.Reply {
+			rc := env.Receipt(r, env.PKI.PartnerSign.Key)
+			rc.Layout = base64.StdEncoding.EncodeToString([]byte("<html>"))
 			return partnertest.Reply{Body: rc}
 		}},
 	} {

@@ -8,10 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"finepay/ferry/outbox"
 	"finepay/ferry/sqldb"
 	"finepay/ferry/sqldb/sqltest"
 	"finepay/intranet-core/internal/refund"
 	"finepay/intranet-core/internal/task"
+	"finepay/shared/envelope"
 	"finepay/shared/logging"
 )
 
@@ -188,5 +190,64 @@ func TestR2RejectedReviewEndsWithNothingRefunded(t *testing.T) {
 	}
 	if len(h.p.instructs) != 0 || len(h.p.flushed) != 0 || len(h.p.reports["window"]) != 1 || h.p.reports["window"][0].Status != "rejected" {
 		t.Fatalf("instructed %v, flushed %v, reports %v", h.p.instructs, h.p.flushed, h.p.reports)
+	}
+}
+
+func TestR3RefundCrossesToTheGatewayAndBack(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	ob := outbox.New(2)
+	gi := refund.GatewayInstructor{Outbox: ob, Now: func() time.Time { return h.now }}
+	pid := pay(t, h.db, "FPQR1", 20000)
+	var ref refund.Refund
+	sqltest.Must(t, h.db.Tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		ref, _, err = h.svc.Start(ctx, tx, refund.Request{PaymentID: pid, Route: refund.R3, InstructionID: "w-1",
+			Amount: 15000, Reason: "窗口退款", RequestedBy: "console:alice"})
+		if err != nil {
+			return err
+		}
+		return gi.InstructRefund(ctx, tx, ref)
+	}))
+	var raw []byte
+	sqltest.Must(t, h.db.QueryRowContext(ctx, `SELECT envelope FROM ferry_outbox WHERE type = $1`, envelope.TypeRefundInstructed).Scan(&raw))
+	env, err := envelope.Unmarshal(raw)
+	sqltest.Must(t, err)
+	pl, err := env.Decode()
+	sqltest.Must(t, err)
+	in := pl.(*envelope.RefundInstructed)
+	if env.ID != "refund:"+ref.RefundNo || in.ChannelTradeNo != "TFPQR1" || in.PaidAmount != 20000 || in.Amount != 15000 || in.Channel != "wechat" {
+		t.Fatalf("instruction %s %+v", env.ID, in)
+	}
+
+	// Move the refund to sent as the instruct task would, then feed the gateway's results.
+	for _, st := range []refund.State{refund.Reviewed, refund.Applied, refund.Approved, refund.Sent} {
+		sqltest.Must(t, h.db.Tx(ctx, func(tx *sql.Tx) error {
+			_, err := h.svc.Store().Move(ctx, tx, ref.RefundNo, st, "test", "", "")
+			return err
+		}))
+	}
+	result := func(status string, amount int64) error {
+		env, err := envelope.New(envelope.RefundResultID(ref.RefundNo, status), ref.RefundNo, h.now, &envelope.RefundResult{
+			RefundNo: ref.RefundNo, Channel: "wechat", Status: status, ChannelRefundNo: "wxr1", RefundedAmount: amount, At: h.now})
+		sqltest.Must(t, err)
+		return h.db.Tx(ctx, func(tx *sql.Tx) error { return h.svc.HandleResult(ctx, tx, env) })
+	}
+	// A success for another amount is not taken: the refund stays unknown for an operator.
+	sqltest.Must(t, result(envelope.RefundSuccess, 20000))
+	if got := h.state(t, ref.RefundNo); got != refund.Unknown {
+		t.Fatalf("after a success of the wrong amount: %s", got)
+	}
+	sqltest.Must(t, result(envelope.RefundSuccess, 15000))
+	sqltest.Must(t, result(envelope.RefundSuccess, 15000))
+	if got := h.state(t, ref.RefundNo); got != refund.Refunded || len(h.p.flushed) != 1 {
+		t.Fatalf("state %s, flushed %v", got, h.p.flushed)
+	}
+	// A result for a refund nobody asked for is an error and creates nothing.
+	bad, err := envelope.New(envelope.RefundResultID("RFNOSUCH001", "success"), "RFNOSUCH001", h.now, &envelope.RefundResult{
+		RefundNo: "RFNOSUCH001", Channel: "wechat", Status: "success", ChannelRefundNo: "x", RefundedAmount: 1, At: h.now})
+	sqltest.Must(t, err)
+	if err := h.db.Tx(ctx, func(tx *sql.Tx) error { return h.svc.HandleResult(ctx, tx, bad) }); err == nil {
+		t.Fatal("a result for an unknown refund was taken")
 	}
 }

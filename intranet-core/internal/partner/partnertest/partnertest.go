@@ -31,6 +31,11 @@ type PKI struct {
 	Core        *gm.Issued
 	PartnerSign *gm.Issued
 	PartnerEnc  *gm.Issued
+	// Unit is the e-receipt issuing unit's signing key (unit-sign.key/.pem).
+	Unit *gm.Issued
+	// CoreEnc is the core's encryption key (core-enc.key/.pem): partners that call the core
+	// encrypt personal fields to it.
+	CoreEnc *gm.Issued
 }
 
 // NewPKI makes a PKI and writes it to a temporary directory, named as fpcerts names it.
@@ -49,14 +54,15 @@ func NewPKI(tb testing.TB) *PKI {
 		return i
 	}
 	p := &PKI{Dir: tb.TempDir(), CA: ca, Core: issue("core", gm.UsageSign),
-		PartnerSign: issue("sandbox", gm.UsageSign), PartnerEnc: issue("sandbox", gm.UsageEncrypt)}
+		PartnerSign: issue("sandbox", gm.UsageSign), PartnerEnc: issue("sandbox", gm.UsageEncrypt), Unit: issue("unit", gm.UsageSign),
+		CoreEnc: issue("core", gm.UsageEncrypt)}
 	write := func(name string, b []byte) {
 		if err := os.WriteFile(filepath.Join(p.Dir, name), b, 0o600); err != nil {
 			tb.Fatal(err)
 		}
 	}
 	write("ca.pem", ca.Cert.PEM())
-	for name, i := range map[string]*gm.Issued{"core-sign": p.Core, "sandbox-sign": p.PartnerSign, "sandbox-enc": p.PartnerEnc} {
+	for name, i := range map[string]*gm.Issued{"core-sign": p.Core, "sandbox-sign": p.PartnerSign, "sandbox-enc": p.PartnerEnc, "unit-sign": p.Unit, "core-enc": p.CoreEnc} {
 		k, err := i.Key.MarshalPKCS8PEM()
 		if err != nil {
 			tb.Fatal(err)
@@ -78,9 +84,10 @@ func (p *PKI) DecryptName(enc string) (string, error) {
 }
 
 // Seal returns the finance supervision seal of a receipt, signed with key (the partner's
-// signing key for a good seal).
-func Seal(key *gm.PrivateKey, code, number, check string, amount int64, issuedAt string) string {
-	msg := code + "\n" + number + "\n" + check + "\n" + strconv.FormatInt(amount, 10) + "\n" + issuedAt
+// signing key for a good seal): over code, number, check code, amount, issue time, the SM3 hex
+// of the unit's signed data and the unit's signature, one per line (docs/partners.md).
+func Seal(key *gm.PrivateKey, code, number, check string, amount int64, issuedAt string, data []byte, unitSignature string) string {
+	msg := code + "\n" + number + "\n" + check + "\n" + strconv.FormatInt(amount, 10) + "\n" + issuedAt + "\n" + digest(data) + "\n" + unitSignature
 	sig, err := key.Sign(rand.Reader, []byte(msg))
 	if err != nil {
 		panic(err)
