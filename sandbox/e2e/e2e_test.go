@@ -124,6 +124,11 @@ func startSystem(t *testing.T, b backend) *launch.System {
 			"SANDBOX_UNIONPAY_SCHEDULE_SCALE": "0.01", "SANDBOX_UNIONPAY_DUPLICATE_RATE": "1",
 			// Orders without a result are queried 2 s after creation, then with backoff.
 			"GATEWAY_ORDER_QUERY_AFTER": "2s",
+			// Refunds the channel is processing, or whose call got no answer, are queried after 1 s.
+			"GATEWAY_REFUND_QUERY_AFTER": "1s",
+			// Every request of a test comes from 127.0.0.1, and the helpers poll pages while they
+			// wait: the per-client limits (tested in the cashier's own tests) are lifted.
+			"GATEWAY_RATE_LIMIT": "100000", "GATEWAY_RATE_LIMIT_POLL": "100000",
 		},
 		Logs: logs,
 	}

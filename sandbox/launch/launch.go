@@ -99,6 +99,7 @@ func Start(ctx context.Context, o Options) (*System, error) {
 	specs := []spec{
 		{"sandbox", "sandbox", map[string]string{
 			"SANDBOX_LISTEN": addr(o.SandboxPort), "SANDBOX_CERTS": o.Certs, "SANDBOX_PUBLIC_URL": s.SandboxURL,
+			"SANDBOX_CORE_URL": s.CoreURL,
 		}, s.SandboxURL},
 		{"gateway", "gateway", map[string]string{
 			"GATEWAY_LISTEN": addr(o.GatewayPort), "GATEWAY_DB": o.GatewayDB, "GATEWAY_REDIS": o.Redis, "GATEWAY_REDIS_PREFIX": o.RedisPfx,
@@ -111,7 +112,8 @@ func Start(ctx context.Context, o Options) (*System, error) {
 		}, s.GatewayURL},
 		{"core", "core", map[string]string{
 			"CORE_LISTEN": addr(o.CorePort), "CORE_DB": o.CoreDB, "CORE_CERTS": o.Certs, "CORE_GATEWAY_URL": s.GatewayURL,
-			"CORE_NONTAX_URL": s.SandboxURL, "CORE_ERECEIPT_URL": s.SandboxURL, "CORE_WINDOW_URL": s.SandboxURL,
+			"CORE_NONTAX_URL": s.SandboxURL, "CORE_ERECEIPT_URL": s.SandboxURL, "CORE_WINDOW_URL": s.SandboxURL, "CORE_POLICE_URL": s.SandboxURL,
+			"CORE_ISP_URL": s.SandboxURL, "CORE_UNIFIED_URL": s.SandboxURL,
 			"CORE_CONSOLE_PASSWORD": o.ClerkPassword, "CORE_DATA_KEY_FILE": filepath.Join(o.VarDir, "core-data.key"),
 		}, s.CoreURL},
 		{"ferry-dmz", "ferryd", map[string]string{

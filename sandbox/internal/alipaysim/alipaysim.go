@@ -81,6 +81,9 @@ type Sim struct {
 	byNo    map[string]*order // trade_no
 	byCode  map[string]*order // the token of qr_code
 	seq     int
+	// refunds by out_request_no; refundMode is the mode of the refunds to come.
+	refunds    map[string]*refund
+	refundMode string
 }
 
 // New checks cfg and returns a simulator. Notifications are queued from the start and sent once
@@ -119,7 +122,8 @@ func New(cfg Config) (*Sim, error) {
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
 	s := &Sim{cfg: cfg, appKey: cfg.Keys.AppCert.PublicKey.(*rsa.PublicKey), now: cfg.Now, log: cfg.Log,
-		byTrade: map[string]*order{}, byNo: map[string]*order{}, byCode: map[string]*order{}}
+		byTrade: map[string]*order{}, byNo: map[string]*order{}, byCode: map[string]*order{},
+		refunds: map[string]*refund{}}
 	if err := s.metrics.init(cfg.Registerer); err != nil {
 		return nil, err
 	}
@@ -138,6 +142,8 @@ func (s *Sim) Register(e *echo.Echo) {
 	e.POST("/alipay/robot/pay", s.handleRobotPay)
 	e.GET("/_sandbox/alipay/notifications/:out_trade_no", s.handleNotification)
 	e.POST("/_sandbox/alipay/orders/:out_trade_no/drop-notifications", s.handleDrop)
+	e.POST("/_sandbox/alipay/refund-mode", s.handleRefundMode)
+	e.POST("/_sandbox/alipay/refunds/:out_request_no/resolve", s.handleRefundResolve)
 }
 
 // Start sends queued and future notifications until ctx is done.

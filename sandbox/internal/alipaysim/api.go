@@ -49,6 +49,14 @@ func (s *Sim) handleGateway(c echo.Context) error {
 		ans, err = s.query(params["biz_content"])
 	case "alipay.trade.close":
 		ans, err = s.closeTrade(params["biz_content"])
+	case "alipay.trade.refund":
+		var hang bool
+		if ans, hang, err = s.refund(params["biz_content"]); hang {
+			holdUnanswered(c)
+			return s.answer(c, node, &apiError{Code: "20000", Msg: "Service Currently Unavailable", SubCode: "aop.timeout", SubMsg: "held"})
+		}
+	case "alipay.trade.fastpay.refund.query":
+		ans, err = s.refundQuery(params["biz_content"])
 	default:
 		return s.answer(c, node, gatewayError("40002", "isv.invalid-method", "不存在的方法名"))
 	}

@@ -28,6 +28,9 @@ type OrderState struct {
 	GmtPayment    string         `json:"gmt_payment,omitempty"`
 	DropNotify    bool           `json:"drop_notifications"`
 	Notifications []resend.State `json:"notifications,omitempty"`
+	// Refunded is the money paid back (its refunds that succeeded), fen; Refunds its refunds.
+	Refunded int64         `json:"refunded"`
+	Refunds  []RefundState `json:"refunds,omitempty"`
 }
 
 // Snapshot copies the orders and their notifications, oldest first.
@@ -40,7 +43,7 @@ func (s *Sim) Snapshot() []OrderState {
 		o.settle(now)
 		st := OrderState{OutTradeNo: o.OutTradeNo, TradeNo: o.TradeNo, Subject: o.Subject, Total: o.Total, TotalAmount: o.TotalAmount,
 			NotifyURL: o.NotifyURL, TimeExpire: o.TimeExpire, CreatedAt: shanghai.Time(o.CreatedAt), QRCode: o.qrCode(),
-			PayURL: s.payURL(o), TradeStatus: o.Status, DropNotify: o.drop}
+			PayURL: s.payURL(o), TradeStatus: o.Status, DropNotify: o.drop, Refunded: s.refunded(o), Refunds: s.refundStates(o)}
 		if !o.PaidAt.IsZero() {
 			st.GmtPayment = shanghai.Time(o.PaidAt)
 		}

@@ -48,6 +48,9 @@ type Form struct {
 	LateFeeApplies  bool   `json:"late_fee_applies"`
 	DueDate         string `json:"due_date"`
 	IssuedAt        string `json:"issued_at"`
+	// Items are the form's items (缴款项目): the fine, and, once a payment reported one, the late
+	// fee (加处罚款) as an item of its own.
+	Items []Item `json:"items"`
 }
 
 // Payment is a payment reported against a form.
@@ -66,6 +69,8 @@ type Payment struct {
 	Duplicate bool `json:"duplicate"`
 	// Reports counts the reports of this form and order, the first included.
 	Reports int `json:"reports"`
+	// Items split the amount: the fine item and, when one was paid, the late-fee item.
+	Items []Item `json:"items"`
 }
 
 // State is what the simulator holds, for /_sandbox/state.
@@ -194,6 +199,7 @@ func (s *Sim) issue(req FormRequest, name string, served time.Time) Form {
 		DueDate:         shanghai.Date(served.AddDate(0, 0, DueDays)),
 		IssuedAt:        shanghai.Time(now),
 	}
+	f.Items = []Item{fineItem(f)}
 	s.forms = append(s.forms, f)
 	s.byDecision[f.DecisionNo] = f
 	s.byFormNo[f.FormNo] = f
@@ -336,6 +342,10 @@ func (s *Sim) record(req PaymentRequest) (Payment, error) {
 		FormNo: req.FormNo, PayCode: req.PayCode, OrderNo: req.OrderNo, Amount: req.Amount,
 		Fine: req.Fine, LateFee: req.LateFee, Channel: req.Channel, ChannelTradeNo: req.ChannelTradeNo,
 		PaidAt: req.PaidAt, ReceivedAt: shanghai.Time(s.now()), Duplicate: len(prior) > 0, Reports: 1,
+		Items: paymentItems(f, req.LateFee),
+	}
+	if !p.Duplicate {
+		f.Items = p.Items
 	}
 	s.payments = append(s.payments, p)
 	s.byForm[f.FormNo] = append(prior, p)
@@ -385,4 +395,17 @@ func ItemName(code string) string {
 		return n
 	}
 	return "罚没收入" + code
+}
+
+// MasterData returns copies of the units and revenue items the sandbox knows, by code: the
+// master data the e-receipt platform hands out.
+func MasterData() (unitNames, itemNames map[string]string) {
+	unitNames, itemNames = map[string]string{}, map[string]string{}
+	for k, v := range units {
+		unitNames[k] = v
+	}
+	for k, v := range items {
+		itemNames[k] = v
+	}
+	return unitNames, itemNames
 }

@@ -45,6 +45,11 @@ type Config struct {
 	UnionPayDuplicateRate  float64
 	UnionPayOutOfOrderRate float64
 
+	// CoreURL is the core's base URL, for the simulators that call its partner API.
+	CoreURL string
+	// BankCode is the simulated agency bank's institution code (flow P3).
+	BankCode string
+
 	// PartnerCallers are the node names whose NAME-sign.pem is loaded from CertsDir.
 	PartnerCallers []string
 	// PartnerFingerprints, when not empty, are the only caller certificates accepted.
@@ -81,6 +86,8 @@ var Options = []Option{
 	{"unionpay-schedule-scale", "SANDBOX_UNIONPAY_SCHEDULE_SCALE", "1", "multiplier of the UnionPay resend schedule (0.001 in tests)"},
 	{"unionpay-duplicate-rate", "SANDBOX_UNIONPAY_DUPLICATE_RATE", "0", "probability (0-1) that a notification round is sent twice within a second"},
 	{"unionpay-out-of-order-rate", "SANDBOX_UNIONPAY_OUT_OF_ORDER_RATE", "0", "probability (0-1) that a notification is held back up to the first resend interval, so that later ones overtake it"},
+	{"core-url", "SANDBOX_CORE_URL", "http://127.0.0.1:8090", "base URL of the core, whose partner API (/partner/v1) the simulated callers use (the finance adapter for the agency bank, the 12123 platform)"},
+	{"bank-code", "SANDBOX_BANK_CODE", "104100000004", "institution code of the simulated agency bank (3-12 digits)"},
 	{"partner-callers", "SANDBOX_PARTNER_CALLERS", "core", "comma-separated node names allowed to call the finance and police simulators"},
 	{"partner-fingerprints", "SANDBOX_PARTNER_FINGERPRINTS", "", "comma-separated accepted caller certificate fingerprints (sm3:...); empty accepts the callers' certificates as loaded"},
 	{"log-level", "SANDBOX_LOG_LEVEL", "info", "debug, info, warn or error"},
@@ -124,6 +131,8 @@ func ParseConfig(args []string, getenv func(string) string, output io.Writer) (C
 		AlipayAppID:         get("alipay-app-id"),
 		AlipaySellerID:      get("alipay-seller-id"),
 		UnionPayMerID:       get("unionpay-mer-id"),
+		CoreURL:             strings.TrimRight(get("core-url"), "/"),
+		BankCode:            get("bank-code"),
 		PartnerCallers:      splitList(get("partner-callers")),
 		PartnerFingerprints: splitList(get("partner-fingerprints")),
 	}
@@ -181,6 +190,12 @@ func ParseConfig(args []string, getenv func(string) string, output io.Writer) (C
 		if k.v == "" {
 			bad(k.name, errors.New("must not be empty"))
 		}
+	}
+	if !strings.HasPrefix(c.CoreURL, "http://") && !strings.HasPrefix(c.CoreURL, "https://") {
+		bad("core-url", errors.New("must be an http(s) URL"))
+	}
+	if n := len(c.BankCode); n < 3 || n > 12 || strings.Trim(c.BankCode, "0123456789") != "" {
+		bad("bank-code", errors.New("must be 3 to 12 digits"))
 	}
 	if !strings.HasPrefix(c.PublicURL, "http://") && !strings.HasPrefix(c.PublicURL, "https://") {
 		bad("public-url", errors.New("must be an http(s) URL"))

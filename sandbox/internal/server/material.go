@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	"finepay/sandbox/internal/alipaysim"
+	"finepay/sandbox/internal/ispsim"
 	"finepay/sandbox/internal/partnerapi"
 	"finepay/sandbox/internal/unionpaysim"
 	"finepay/sandbox/internal/wechatsim"
@@ -20,6 +21,8 @@ type Material struct {
 	SignKey *gm.PrivateKey
 	// EncKey opens payer_name_enc (sandbox-enc.key).
 	EncKey *gm.PrivateKey
+	// UnitKey verifies the e-receipt issuing unit's signatures (unit-sign.pem).
+	UnitKey *gm.PublicKey
 	// Callers are the nodes allowed to call the partner simulators.
 	Callers []partnerapi.Caller
 	// WeChat are the merchant's and platform's WeChat keys.
@@ -28,11 +31,13 @@ type Material struct {
 	Alipay alipaysim.Keys
 	// UnionPay are the merchant's certificate and UnionPay's signing keys.
 	UnionPay unionpaysim.Keys
+	// ISP are the core's certificates the 12123 platform simulator uses (core-sign.pem, core-enc.pem).
+	ISP ispsim.Keys
 }
 
 // LoadMaterial reads the development PKI from dir: ca.pem; sandbox-sign.key/.pem and
-// sandbox-enc.key/.pem; NAME-sign.pem of every caller, which must be issued by the CA; and the
-// WeChat, Alipay and UnionPay files.
+// sandbox-enc.key/.pem; NAME-sign.pem of every caller and unit-sign.pem (the e-receipt issuing
+// unit), which must be issued by the CA; and the WeChat, Alipay and UnionPay files.
 func LoadMaterial(dir string, callers []string) (Material, error) {
 	var m Material
 	path := func(name string) string { return filepath.Join(dir, name) }
@@ -46,6 +51,14 @@ func LoadMaterial(dir string, callers []string) (Material, error) {
 	if m.EncKey, err = loadPair(path(Node+"-enc.key"), path(Node+"-enc.pem")); err != nil {
 		return m, err
 	}
+	unit, err := gm.LoadCertificate(path("unit-sign.pem"))
+	if err != nil {
+		return m, fmt.Errorf("loading the e-receipt issuing unit's certificate (make certs adds it): %w", err)
+	}
+	if err := unit.VerifySignedBy(ca); err != nil {
+		return m, fmt.Errorf("unit-sign.pem: %w", err)
+	}
+	m.UnitKey = unit.PublicKey()
 	for _, name := range callers {
 		cert, err := gm.LoadCertificate(path(name + "-sign.pem"))
 		if err != nil {
@@ -63,6 +76,9 @@ func LoadMaterial(dir string, callers []string) (Material, error) {
 		return m, err
 	}
 	if m.UnionPay, err = unionpaysim.LoadKeys(dir); err != nil {
+		return m, err
+	}
+	if m.ISP, err = ispsim.LoadKeys(dir); err != nil {
 		return m, err
 	}
 	return m, nil

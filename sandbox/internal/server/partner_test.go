@@ -94,6 +94,8 @@ func TestPartnerFlow(t *testing.T) {
 		"payer_name_enc": c.name(t, "张三"), "unit_code": "230100", "item_code": "103050101",
 		"amount": 20000, "fine": 20000, "late_fee": 0, "paid_at": shanghai.Time(time.Now().Add(-time.Minute)),
 	}
+	code, next := e.stock(t, "230100")
+	rcpt = e.sign(t, rcpt, code, next())
 	a = c.call(t, "POST", "/ereceipt/v1/receipts", "rcpt-1", rcpt)
 	if a.status != http.StatusOK {
 		t.Fatalf("receipt: %d %s", a.status, a.body)
@@ -110,7 +112,9 @@ func TestPartnerFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealed := strings.Join([]string{r.ReceiptCode, r.ReceiptNo, r.CheckCode, strconv.FormatInt(r.Amount, 10), r.IssuedAt}, "\n")
+	data, _ := base64.StdEncoding.DecodeString(r.Data)
+	sealed := strings.Join([]string{r.ReceiptCode, r.ReceiptNo, r.CheckCode, strconv.FormatInt(r.Amount, 10), r.IssuedAt,
+		hexSM3(data), r.UnitSignature}, "\n")
 	if err := e.pki.Box.Sign.Cert.PublicKey().Verify([]byte(sealed), seal); err != nil {
 		t.Fatalf("the seal does not verify with the sandbox's signing certificate: %v", err)
 	}
@@ -297,6 +301,7 @@ func TestPartnerValidation(t *testing.T) {
 			"late_fee": 0, "channel": "wechat", "channel_trade_no": "4200", "paid_at": shanghai.Time(time.Now()),
 		}
 	}
+	rcptCode, rcptNext := e.stock(t, "230100")
 	rcptReq := func() map[string]any {
 		return map[string]any{
 			"form_no": form.FormNo, "pay_code": form.PayCode, "order_no": "FP1", "payer_name_enc": c.name(t, "张三"),
@@ -340,10 +345,10 @@ func TestPartnerValidation(t *testing.T) {
 			b["form_no"], b["pay_code"], b["late_fee"], b["amount"] = formNoLate.FormNo, formNoLate.PayCode, 600, 20600
 		}), 400, "INVALID_ARGUMENT", "late_fee"},
 		{"fail/pay-order-no", "/nontax/v1/payments", with(payReq, func(b map[string]any) { b["order_no"] = "FP 1" }), 400, "INVALID_ARGUMENT", "order_no"},
-		{"fail/rcpt-unknown-form", "/ereceipt/v1/receipts", with(rcptReq, func(b map[string]any) { b["form_no"] = "12345678901234567890" }), 404, "NOT_FOUND", "form"},
-		{"fail/rcpt-unit", "/ereceipt/v1/receipts", with(rcptReq, func(b map[string]any) { b["unit_code"] = "230200" }), 400, "INVALID_ARGUMENT", "unit_code"},
-		{"fail/rcpt-no-name", "/ereceipt/v1/receipts", with(rcptReq, func(b map[string]any) { delete(b, "payer_name_enc") }), 400, "INVALID_ARGUMENT", "payer_name_enc"},
-		{"fail/rcpt-zero-amount", "/ereceipt/v1/receipts", with(rcptReq, func(b map[string]any) { b["amount"] = 0 }), 400, "INVALID_ARGUMENT", "amount"},
+		{"fail/rcpt-unknown-form", "/ereceipt/v1/receipts", e.sign(t, with(rcptReq, func(b map[string]any) { b["form_no"] = "12345678901234567890" }), rcptCode, rcptNext()), 404, "NOT_FOUND", "form"},
+		{"fail/rcpt-unit", "/ereceipt/v1/receipts", e.sign(t, with(rcptReq, func(b map[string]any) { b["unit_code"] = "230200" }), rcptCode, rcptNext()), 400, "INVALID_ARGUMENT", "unit_code"},
+		{"fail/rcpt-no-name", "/ereceipt/v1/receipts", e.sign(t, with(rcptReq, func(b map[string]any) { delete(b, "payer_name_enc") }), rcptCode, rcptNext()), 400, "INVALID_ARGUMENT", "payer_name_enc"},
+		{"fail/rcpt-zero-amount", "/ereceipt/v1/receipts", e.sign(t, with(rcptReq, func(b map[string]any) { b["amount"] = 0 }), rcptCode, rcptNext()), 400, "INVALID_ARGUMENT", "amount"},
 		{"fail/win-receipt-half", "/window/v1/payment-results", with(winReq, func(b map[string]any) { b["receipt_code"] = "23010126" }), 400, "INVALID_ARGUMENT", "receipt_no"},
 		{"fail/win-receipt-code", "/window/v1/payment-results", with(winReq, func(b map[string]any) { b["receipt_code"], b["receipt_no"] = "2301", "0000000001" }), 400, "INVALID_ARGUMENT", "receipt_code"},
 		{"fail/win-amount", "/window/v1/payment-results", with(winReq, func(b map[string]any) { b["amount"] = -5 }), 400, "INVALID_ARGUMENT", "amount"},

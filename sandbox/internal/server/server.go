@@ -25,8 +25,10 @@ import (
 	"finepay/sandbox/internal/alipaysim"
 	"finepay/sandbox/internal/apierr"
 	"finepay/sandbox/internal/ereceiptsim"
+	"finepay/sandbox/internal/ispsim"
 	"finepay/sandbox/internal/nontaxsim"
 	"finepay/sandbox/internal/partnerapi"
+	"finepay/sandbox/internal/refundsim"
 	"finepay/sandbox/internal/unionpaysim"
 	"finepay/sandbox/internal/wechatsim"
 	"finepay/sandbox/internal/windowsim"
@@ -55,6 +57,9 @@ type Server struct {
 	NonTax   *nontaxsim.Sim
 	EReceipt *ereceiptsim.Sim
 	Window   *windowsim.Sim
+	ISP      *ispsim.Sim
+	P3       *P3Sims
+	Refunds  *refundsim.Sim
 	guard    *partnerapi.Guard
 }
 
@@ -102,11 +107,19 @@ func New(cfg Config, m Material, d Deps) (*Server, error) {
 		return nil, err
 	}
 	s.NonTax = nontaxsim.New(nontaxsim.Config{Decrypter: m.EncKey, Now: d.Now, Log: d.Log.With("sim", "nontax")})
+	units, items := nontaxsim.MasterData()
 	s.EReceipt = ereceiptsim.New(ereceiptsim.Config{
-		Key: m.SignKey, Decrypter: m.EncKey, Forms: s.formInfo, Now: d.Now, Rand: d.Rand,
-		Log: d.Log.With("sim", "ereceipt"),
+		Key: m.SignKey, UnitKey: m.UnitKey, Decrypter: m.EncKey, Forms: s.formInfo, Units: eReceiptUnits(units),
+		Items: eReceiptItems(items), UnitsInUse: s.formUnits, CheckURL: cfg.PublicURL + "/ereceipt/check",
+		Now: d.Now, Rand: d.Rand, Log: d.Log.With("sim", "ereceipt"),
 	})
+	s.Refunds = refundsim.New(refundsim.Config{Now: d.Now, Log: d.Log.With("sim", "refunds")})
 	s.Window = windowsim.New(windowsim.Config{Now: d.Now, Log: d.Log.With("sim", "window")})
+	s.ISP = ispsim.New(ispsim.Config{CoreURL: cfg.CoreURL, Key: m.SignKey, Keys: m.ISP, Now: d.Now, Rand: d.Rand,
+		Log: d.Log.With("sim", "isp")})
+	if s.P3, err = newP3(cfg, m, d, s.NonTax); err != nil {
+		return nil, err
+	}
 	s.guard, err = partnerapi.New(partnerapi.Config{
 		Node: Node, Key: m.SignKey, Callers: m.Callers, Trusted: cfg.PartnerFingerprints,
 		Now: d.Now, Rand: d.Rand, Log: d.Log.With("sim", "partner"),
@@ -129,6 +142,32 @@ func (s *Server) formInfo(formNo string) (ereceiptsim.FormInfo, bool) {
 		PayCode: f.PayCode, UnitCode: f.UnitCode, UnitName: f.UnitName,
 		ItemCode: f.ItemCode, ItemName: f.ItemName, Fine: f.Fine,
 	}, true
+}
+
+// formUnits are the units the non-tax system issued forms for: the e-receipt platform hands
+// them stock too.
+func (s *Server) formUnits() []string {
+	var out []string
+	for _, f := range s.NonTax.Snapshot().Forms {
+		out = append(out, f.UnitCode)
+	}
+	return out
+}
+
+func eReceiptUnits(units map[string]string) []ereceiptsim.Unit {
+	out := make([]ereceiptsim.Unit, 0, len(units))
+	for code, name := range units {
+		out = append(out, ereceiptsim.Unit{UnitCode: code, UnitName: name, RegionCode: code[:min(6, len(code))]})
+	}
+	return out
+}
+
+func eReceiptItems(items map[string]string) []ereceiptsim.Item {
+	out := make([]ereceiptsim.Item, 0, len(items))
+	for code, name := range items {
+		out = append(out, ereceiptsim.Item{ItemCode: code, ItemName: name})
+	}
+	return out
 }
 
 func (s *Server) routes() error {
@@ -160,8 +199,21 @@ func (s *Server) routes() error {
 	s.Alipay.Register(e)
 	s.UnionPay.Register(e)
 	s.NonTax.Register(e.Group("/nontax/v1", s.guard.Middleware))
+	s.NonTax.RegisterInspection(e)
 	s.EReceipt.Register(e.Group("/ereceipt/v1", s.guard.Middleware))
+	s.EReceipt.RegisterPublic(e)
 	s.Window.Register(e.Group("/window/v1", s.guard.Middleware))
+	s.ISP.Register(e)
+	s.ISP.RegisterPartner(e.Group("/isp/v1", s.guard.Middleware))
+	s.P3.register(e, s.guard.Middleware)
+	// Refunds: the e-receipt platform's application, the non-tax review, and the parties told
+	// of a refund's outcome.
+	s.Refunds.RegisterApplications(e.Group("/ereceipt/v1", s.guard.Middleware))
+	s.Refunds.RegisterReviews(e.Group("/nontax/v1", s.guard.Middleware))
+	for party, prefix := range map[string]string{"nontax": "/nontax/v1", "unified": "/unified/v1", "window": "/window/v1", "isp": "/isp/v1"} {
+		s.Refunds.RegisterOutcomes(e.Group(prefix, s.guard.Middleware), party)
+	}
+	s.Refunds.RegisterControl(e.Group("/_sandbox"))
 	s.echo = e
 	return nil
 }
@@ -197,20 +249,30 @@ type State struct {
 	Forms           []nontaxsim.Form         `json:"forms"`
 	Payments        []nontaxsim.Payment      `json:"payments"`
 	Receipts        []ereceiptsim.Receipt    `json:"receipts"`
+	Allocations     []ereceiptsim.Allocation `json:"receipt_allocations"`
+	WriteOffs       []ereceiptsim.WriteOff   `json:"receipt_writeoffs"`
 	WindowResults   []windowsim.Result       `json:"window_results"`
 	WeChatOrders    []wechatsim.OrderState   `json:"wechat_orders"`
 	AlipayOrders    []alipaysim.OrderState   `json:"alipay_orders"`
 	UnionPayOrders  []unionpaysim.OrderState `json:"unionpay_orders"`
 	PartnerRequests int                      `json:"partner_requests"`
+	ISPOrders       []ispsim.Order           `json:"isp_orders"`
+	ISPResults      []ispsim.Result          `json:"isp_results"`
+	refundsim.State
+	P3State
 }
 
 // Snapshot copies the state of every simulator.
 func (s *Server) Snapshot() State {
 	nt := s.NonTax.Snapshot()
+	isp := s.ISP.Snapshot()
+	er := s.EReceipt.Snapshot()
 	return State{
-		Forms: nt.Forms, Payments: nt.Payments, Receipts: s.EReceipt.Snapshot().Receipts,
+		Forms: nt.Forms, Payments: nt.Payments, Receipts: er.Receipts, Allocations: er.Allocations, WriteOffs: er.WriteOffs,
 		WindowResults: s.Window.Snapshot().Results, WeChatOrders: s.WeChat.Snapshot(),
 		AlipayOrders: s.Alipay.Snapshot(), UnionPayOrders: s.UnionPay.Snapshot(), PartnerRequests: s.guard.Requests(),
+		ISPOrders: isp.Orders, ISPResults: isp.Results,
+		P3State: s.P3.state(), State: s.Refunds.Snapshot(),
 	}
 }
 

@@ -45,6 +45,8 @@ type PKI struct {
 	Core  Node
 	Box   Node // the sandbox
 	Rogue Node // a "core" issued by another CA, which the sandbox must refuse
+	// Unit is the e-receipt issuing unit's signing key (unit-sign.key/.pem).
+	Unit *gm.Issued
 
 	Merchant RSAPair
 	Platform RSAPair
@@ -112,6 +114,9 @@ func generate() (*PKI, error) {
 		if n.dst.Enc, err = n.ca.IssueNode(rand.Reader, n.name, gm.UsageEncrypt, []string{"localhost"}, nil, notAfter); err != nil {
 			return nil, err
 		}
+	}
+	if p.Unit, err = ca.IssueNode(rand.Reader, "FinePay test issuing unit", gm.UsageSign, nil, nil, notAfter); err != nil {
+		return nil, err
 	}
 	if p.Merchant, err = selfSigned("1900000001 merchant", notAfter); err != nil {
 		return nil, err
@@ -215,6 +220,11 @@ func (p *PKI) Write(dir string) error {
 		"ca.pem":           p.CA.Cert.PEM(),
 		"wechat-apiv3.key": p.APIv3Key,
 	}
+	unitKey, err := p.Unit.Key.MarshalPKCS8PEM()
+	if err != nil {
+		return err
+	}
+	files["unit-sign.key"], files["unit-sign.pem"] = unitKey, p.Unit.Cert.PEM()
 	for name, n := range map[string]Node{"core": p.Core, "sandbox": p.Box} {
 		for usage, is := range map[string]*gm.Issued{"sign": n.Sign, "enc": n.Enc} {
 			k, err := is.Key.MarshalPKCS8PEM()

@@ -85,6 +85,9 @@ func (s *Sim) handleBackTrans(c echo.Context) error {
 	if rerr != nil {
 		return s.answerError(c, f, rerr)
 	}
+	if f["txnType"] == "04" {
+		return s.handleRefund(c, f)
+	}
 	if f["txnType"] != "01" || f["txnSubType"] != "07" || f["bizType"] != "000000" {
 		return s.answerError(c, f, &respError{"12", "交易类型错误: the sandbox takes consume QR codes (txnType 01, txnSubType 07, bizType 000000)"})
 	}

@@ -217,6 +217,9 @@ func encodeForm(f map[string]string) []byte {
 func (s *Sim) query(f map[string]string) (map[string]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if r, ok := s.refunds[f["orderId"]+"/"+f["txnTime"]]; ok {
+		return s.queryRefund(r), nil
+	}
 	o, ok := s.byID[f["orderId"]+"/"+f["txnTime"]]
 	if !ok || !o.Paid {
 		return nil, &respError{"34", "查无此交易"}

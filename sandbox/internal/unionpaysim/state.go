@@ -28,6 +28,9 @@ type OrderState struct {
 	TraceTime    string        `json:"trace_time,omitempty"`
 	DropNotify   bool          `json:"drop_notifications"`
 	Notification *resend.State `json:"notification,omitempty"`
+	// Refunded is the money paid back (its refunds with origRespCode 00), fen; Refunds its refunds.
+	Refunded int64         `json:"refunded"`
+	Refunds  []RefundState `json:"refunds,omitempty"`
 }
 
 // Snapshot copies the orders and their notifications, oldest first.
@@ -38,7 +41,8 @@ func (s *Sim) Snapshot() []OrderState {
 	for _, o := range s.orders {
 		out = append(out, OrderState{OrderID: o.OrderID, TxnTime: o.TxnTime, TxnAmt: o.TxnAmt, BackURL: o.BackURL,
 			FrontURL: o.FrontURL, PayTimeout: o.PayTimeout, CreatedAt: shanghai.Time(o.CreatedAt), QRCode: o.qrCode(),
-			PayURL: s.payURL(o), Paid: o.Paid, QueryID: o.QueryID, TraceTime: o.TraceTime, DropNotify: o.drop})
+			PayURL: s.payURL(o), Paid: o.Paid, QueryID: o.QueryID, TraceTime: o.TraceTime, DropNotify: o.drop,
+			Refunded: s.refunded(o), Refunds: s.refundStates(o)})
 		ds = append(ds, o.delivery)
 	}
 	s.mu.Unlock()

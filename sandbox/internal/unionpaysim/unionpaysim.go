@@ -104,6 +104,9 @@ type Sim struct {
 	byOrder map[string]*order // orderId: the latest
 	byCode  map[string]*order // the token at the end of qrCode
 	seq     int
+	// refunds by orderId + "/" + txnTime; refundMode is the mode of the refunds to come.
+	refunds    map[string]*refund
+	refundMode string
 }
 
 // New checks cfg and returns a simulator. Notifications are queued from the start and sent once
@@ -142,7 +145,7 @@ func New(cfg Config) (*Sim, error) {
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
 	s := &Sim{cfg: cfg, now: cfg.Now, log: cfg.Log, byID: map[string]*order{}, byOrder: map[string]*order{},
-		byCode: map[string]*order{}}
+		byCode: map[string]*order{}, refunds: map[string]*refund{}}
 	if err := s.metrics.init(cfg.Registerer); err != nil {
 		return nil, err
 	}
@@ -163,6 +166,8 @@ func (s *Sim) Register(e *echo.Echo) {
 	e.POST("/unionpay/robot/pay", s.handleRobotPay)
 	e.GET("/_sandbox/unionpay/notifications/:order_id", s.handleNotification)
 	e.POST("/_sandbox/unionpay/orders/:order_id/drop-notifications", s.handleDrop)
+	e.POST("/_sandbox/unionpay/refund-mode", s.handleRefundMode)
+	e.POST("/_sandbox/unionpay/refunds/:order_id/resolve", s.handleRefundResolve)
 }
 
 // Start sends queued and future notifications until ctx is done.

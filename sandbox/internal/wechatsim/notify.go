@@ -47,6 +47,8 @@ type job struct {
 	due        time.Time
 	outTradeNo string
 	round      int
+	// note, when set, is the notification delivered (a refund's); otherwise the order's.
+	note *notification
 }
 
 type jobHeap []job
@@ -161,12 +163,16 @@ func (n *notifier) scaled(d time.Duration) time.Duration {
 func (n *notifier) deliver(ctx context.Context, j job) {
 	s := n.s
 	s.mu.Lock()
-	o := s.byTrade[j.outTradeNo]
-	if o == nil || o.note == nil || o.note.acknowledged || o.note.abandoned {
+	note := j.note
+	if note == nil {
+		if o := s.byTrade[j.outTradeNo]; o != nil {
+			note = o.note
+		}
+	}
+	if note == nil || note.acknowledged || note.abandoned {
 		s.mu.Unlock()
 		return
 	}
-	note := o.note
 	url, body := note.url, note.body
 	s.mu.Unlock()
 
@@ -230,7 +236,7 @@ func (n *notifier) deliver(ctx context.Context, j job) {
 	default:
 		s.log.Info("wechat notification not acknowledged, will resend", "out_trade_no", j.outTradeNo,
 			"round", j.round, "status", results[0].Status, "next_at", shanghai.Time(next))
-		n.enqueue(job{due: next, outTradeNo: j.outTradeNo, round: j.round + 1})
+		n.enqueue(job{due: next, outTradeNo: j.outTradeNo, round: j.round + 1, note: j.note})
 	}
 }
 

@@ -22,6 +22,9 @@ type OrderState struct {
 	SuccessTime   string             `json:"success_time,omitempty"`
 	OpenID        string             `json:"openid,omitempty"`
 	Notification  *NotificationState `json:"notification,omitempty"`
+	// Refunded is the money paid back (its SUCCESS refunds), fen; Refunds its refunds.
+	Refunded int64         `json:"refunded"`
+	Refunds  []RefundState `json:"refunds,omitempty"`
 }
 
 // NotificationState is the delivery state of an order's notification.
@@ -43,7 +46,7 @@ func (s *Sim) Snapshot() []OrderState {
 			OutTradeNo: o.OutTradeNo, Description: o.Description, Total: o.Total, Attach: o.Attach,
 			NotifyURL: o.NotifyURL, TimeExpire: o.TimeExpire, CreatedAt: shanghai.Time(o.CreatedAt),
 			CodeURL: o.codeURL(), PayURL: s.payURL(o), TradeState: o.State, TransactionID: o.TransactionID,
-			SuccessTime: o.SuccessTime, OpenID: o.OpenID,
+			SuccessTime: o.SuccessTime, OpenID: o.OpenID, Refunded: s.refunded(o), Refunds: s.refundStates(o),
 		}
 		if n := o.note; n != nil {
 			st.Notification = &NotificationState{

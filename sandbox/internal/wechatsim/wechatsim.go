@@ -65,12 +65,15 @@ type Sim struct {
 	log            *slog.Logger
 	metrics        metrics
 
-	mu      sync.Mutex
-	orders  []*order
-	byTrade map[string]*order // out_trade_no
-	byPR    map[string]*order
-	byTxn   map[string]*order // transaction_id
-	txnSeq  int
+	mu         sync.Mutex
+	orders     []*order
+	byTrade    map[string]*order // out_trade_no
+	byPR       map[string]*order
+	byTxn      map[string]*order // transaction_id
+	txnSeq     int
+	refunds    []*refund
+	byRefund   map[string]*refund // out_refund_no
+	refundMode string             // mode of the refunds to come (POST /_sandbox/wechat/refund-mode)
 
 	notifier *notifier
 }
@@ -128,6 +131,7 @@ func New(cfg Config) (*Sim, error) {
 		byTrade:        map[string]*order{},
 		byPR:           map[string]*order{},
 		byTxn:          map[string]*order{},
+		byRefund:       map[string]*refund{},
 	}
 	if err := s.metrics.init(cfg.Registerer); err != nil {
 		return nil, err
@@ -144,6 +148,8 @@ func (s *Sim) Register(e *echo.Echo) {
 	v3.GET("/pay/transactions/out-trade-no/:out_trade_no", s.handleQuery)
 	v3.GET("/pay/transactions/id/:transaction_id", s.handleQueryByID)
 	v3.POST("/pay/transactions/out-trade-no/:out_trade_no/close", s.handleClose)
+	v3.POST("/refund/domestic/refunds", s.handleRefund)
+	v3.GET("/refund/domestic/refunds/:out_refund_no", s.handleRefundQuery)
 	v3.Any("/*", func(echo.Context) error {
 		return apiError(http.StatusNotFound, "NOT_FOUND", "no such API in the sandbox")
 	})
@@ -152,6 +158,8 @@ func (s *Sim) Register(e *echo.Echo) {
 	e.POST("/wechat/pay", s.handlePagePay)
 	e.POST("/wechat/robot/pay", s.handleRobotPay)
 	e.GET("/_sandbox/wechat/notifications/:out_trade_no", s.handleNotification)
+	e.POST("/_sandbox/wechat/refund-mode", s.handleRefundMode)
+	e.POST("/_sandbox/wechat/refunds/:out_refund_no/resolve", s.handleRefundResolve)
 }
 
 // handleNotification answers the last notification request of an order, for replay by tests.
