@@ -248,7 +248,8 @@ func serve(ctx context.Context, o options, migrateOnly bool, stdout io.Writer) e
 	// The partner API: systems that call the core (the 12123 platform, the bank adapter) through
 	// the signed envelope of docs/partners.md; each flow mounts its routes on partnerAPI.
 	partnerAPI := e.Group("/partner/v1", guard.Middleware)
-	isp.Routes(partnerAPI.Group("/isp"), ispSvc) // P1: the 12123 platform
+	isp.Routes(partnerAPI.Group("/isp"), ispSvc)                                         // P1: the 12123 platform
+	isp.RefundRoutes(partnerAPI.Group("/isp"), &isp.RefundAPI{DB: db, Refunds: refunds}) // R1
 	// P3: the finance adapter for the agency banks.
 	bankpay.Routes(partnerAPI.Group("/bank"), bankSvc)
 

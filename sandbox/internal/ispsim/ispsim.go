@@ -158,6 +158,7 @@ func (s *Sim) Register(e *echo.Echo) {
 	e.GET("/isp/orders/:no", s.handleOrderPage)
 	e.POST("/_sandbox/isp/payments", s.handleSubmitJSON)
 	e.GET("/_sandbox/isp/payments/:no", s.handleQueryJSON)
+	e.POST("/_sandbox/isp/refunds", s.handleRefundJSON)
 }
 
 // ResultRequest is the body of POST /isp/v1/payment-results.
