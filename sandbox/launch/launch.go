@@ -36,9 +36,12 @@ type Options struct {
 	// Ports; zero picks a free one.
 	SandboxPort, GatewayPort, CorePort, LinkPort, DMZMetricsPort, IntranetMetricsPort int
 
-	ClerkPassword string            // the core console's initial clerk password
-	Env           map[string]string // extra environment for every process (e.g. SANDBOX_WECHAT_SCHEDULE_SCALE, GATEWAY_ORDER_QUERY_AFTER)
-	Logs          io.Writer         // every process's output, each line prefixed with its name
+	ClerkPassword string // the core console's initial clerk password
+	// ReviewerPassword is the console's second user's (reviewer) initial password; empty: the
+	// core generates one and logs it once.
+	ReviewerPassword string
+	Env              map[string]string // extra environment for every process (e.g. SANDBOX_WECHAT_SCHEDULE_SCALE, GATEWAY_ORDER_QUERY_AFTER)
+	Logs             io.Writer         // every process's output, each line prefixed with its name
 }
 
 // System is a running FinePay.
@@ -114,7 +117,7 @@ func Start(ctx context.Context, o Options) (*System, error) {
 			"CORE_LISTEN": addr(o.CorePort), "CORE_DB": o.CoreDB, "CORE_CERTS": o.Certs, "CORE_GATEWAY_URL": s.GatewayURL,
 			"CORE_NONTAX_URL": s.SandboxURL, "CORE_ERECEIPT_URL": s.SandboxURL, "CORE_WINDOW_URL": s.SandboxURL, "CORE_POLICE_URL": s.SandboxURL,
 			"CORE_ISP_URL": s.SandboxURL, "CORE_UNIFIED_URL": s.SandboxURL,
-			"CORE_CONSOLE_PASSWORD": o.ClerkPassword, "CORE_DATA_KEY_FILE": filepath.Join(o.VarDir, "core-data.key"),
+			"CORE_CONSOLE_PASSWORD": o.ClerkPassword, "CORE_REVIEWER_PASSWORD": o.ReviewerPassword, "CORE_DATA_KEY_FILE": filepath.Join(o.VarDir, "core-data.key"),
 		}, s.CoreURL},
 		{"ferry-dmz", "ferryd", map[string]string{
 			"FERRYD_SIDE": "dmz", "FERRYD_DB": o.GatewayDB, "FERRYD_CERTS": o.Certs, "FERRYD_LISTEN": addr(o.LinkPort),

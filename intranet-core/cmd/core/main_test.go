@@ -137,7 +137,7 @@ func TestCoreRunsP2OverTheWindowAPI(t *testing.T) {
 		t.Fatalf("data key file: %v %v", st, err)
 	}
 	gen := c.logs.find("console user created with a generated password; it is shown only this once, change it")
-	if len(gen) != 1 || gen[0]["password"] == "" {
+	if len(gen) != 2 || gen[0]["password"] == "" || gen[1]["password"] == "" || gen[0]["user"] != "clerk" || gen[1]["user"] != "reviewer" {
 		t.Fatalf("generated password log lines: %v", gen)
 	}
 

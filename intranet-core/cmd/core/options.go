@@ -31,6 +31,7 @@ type options struct {
 	DataKeyFile     string
 	LookupKeyFile   string
 	ConsolePassword string
+	ReviewerPW      string
 	APIToken        string
 	Lanes           int
 	TaskWorkers     int
@@ -64,6 +65,7 @@ func newOptions() (*config.Set, func() options) {
 	dataKey := s.String("data-key-file", "certs/core-data.key", "16-byte SM4 data key (hex) sealing personal fields at rest; created (mode 0600, random) with a warning at first start if absent")
 	lookupKey := s.String("lookup-key-file", "lookup.key", "32-byte key (hex) shared with the gateway: bills are published with the keyed hash of decision number and plate's last four characters, for the gateway's lookup page; absent file: no lookup hash (a warning); empty: off")
 	consolePW := s.String("console-password", "", "initial password of the console user clerk (at least 8 characters of two kinds); empty: a random one is generated and logged once at first start")
+	reviewerPW := s.String("reviewer-password", "", "initial password of the console user reviewer, who reviews the refunds the clerk starts (at least 8 characters of two kinds); empty: a random one is generated and logged once at first start")
 	apiToken := s.String("api-token", "", "bearer token of the window platform for /api/v1; empty: the API is open only to logged-in console sessions")
 	lanes := s.Int("lanes", 4, "outbox lanes per direction (ferry partitions)")
 	workers := s.Int("task-workers", 4, "concurrent durable-task workers")
@@ -71,7 +73,7 @@ func newOptions() (*config.Set, func() options) {
 	return s, func() options {
 		return options{Listen: *listen, DB: *db, Certs: *certs, SignKey: *signKey, SignCert: *signCert, CACert: *caCert,
 			PartnerSignCert: *pSign, PartnerEncCert: *pEnc, PartnerCallers: *callers, GatewayURL: *gateway, NonTaxURL: *nontax, EReceiptURL: *ereceipt,
-			WindowURL: *window, ISPURL: *ispURL, UnifiedURL: *unifiedURL, PoliceURL: *policeURL, EncKey: *encKey, DataKeyFile: *dataKey, LookupKeyFile: *lookupKey, ConsolePassword: *consolePW, APIToken: *apiToken, Lanes: *lanes,
+			WindowURL: *window, ISPURL: *ispURL, UnifiedURL: *unifiedURL, PoliceURL: *policeURL, EncKey: *encKey, DataKeyFile: *dataKey, LookupKeyFile: *lookupKey, ConsolePassword: *consolePW, ReviewerPW: *reviewerPW, APIToken: *apiToken, Lanes: *lanes,
 			TaskWorkers: *workers, LogLevel: *level, UnitSignKey: *unitKey, UnitSignCert: *unitCert}
 	}
 }

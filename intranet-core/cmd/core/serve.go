@@ -224,21 +224,25 @@ func serve(ctx context.Context, o options, migrateOnly bool, stdout io.Writer) e
 	consumer := inbox.NewConsumer(inbox.Config{DB: db, Logger: log, Registry: reg,
 		Handlers: map[string]inbox.Handler{envelope.TypePaymentConfirmed: payments.HandleConfirmed, envelope.TypeRefundResult: refunds.HandleResult}})
 
-	con := console.New(console.Config{DB: db, Bills: bills, Logger: log})
-	pw, generated, created, err := con.EnsureClerk(ctx, o.ConsolePassword)
-	if err != nil {
-		return fmt.Errorf("console user: %w", err)
-	}
-	switch {
-	case generated:
-		log.Warn("console user created with a generated password; it is shown only this once, change it", "user", console.ClerkUser, "password", pw)
-	case created:
-		log.Info("console user created", "user", console.ClerkUser)
+	con := console.New(console.Config{DB: db, Bills: bills, Refunds: refunds, Logger: log})
+	for _, u := range []struct{ name, password string }{{console.ClerkUser, o.ConsolePassword}, {console.ReviewerUser, o.ReviewerPW}} {
+		pw, generated, created, err := con.EnsureUser(ctx, u.name, u.password)
+		if err != nil {
+			return fmt.Errorf("console user %s: %w", u.name, err)
+		}
+		switch {
+		case generated:
+			log.Warn("console user created with a generated password; it is shown only this once, change it", "user", u.name, "password", pw)
+		case created:
+			log.Info("console user created", "user", u.name)
+		}
 	}
 	if o.APIToken == "" {
 		log.Warn("no -api-token: the window API accepts console sessions only")
 	}
-	bill.Routes(e.Group("/api/v1", con.APIAuth(o.APIToken)), bills)
+	api := e.Group("/api/v1", con.APIAuth(o.APIToken))
+	bill.Routes(api, bills)
+	con.APIRoutes(api) // R2: the window platform's refund instructions
 	con.Routes(e)
 	guard, err := partnerin.New(partnerin.Config{DB: db, Node: "core", Key: k.sign, Callers: k.callers,
 		Logger: log.With("component", "partner-api"), Registry: reg})

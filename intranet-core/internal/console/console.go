@@ -1,12 +1,16 @@
 // Package console is the window clerks' web console on the police intranet: password login for
-// the clerk account, a form that creates the payable bill of a penalty decision and shows its QR
-// code for printing, and the list of recent bills with their payment status and receipt.
+// the clerk and reviewer accounts, a form that creates the payable bill of a penalty decision and
+// shows its QR code for printing, the list of recent bills with their payment status and receipt,
+// the look-up of a decision's bills with their payments, receipts and refunds, and the window
+// refunds (R3 for a channel payment, R4 for a bank payment): one user starts a refund, another
+// reviews it. The window API gets POST /api/v1/refunds (R2).
 //
 // Security behaviour (SECURITY.md): passwords are stored as PBKDF2-HMAC-SM3 (at least 100,000
 // iterations, random salt); five failed logins lock the account for 30 minutes; a session is a
 // random 256-bit ID in an HttpOnly, SameSite=Strict cookie (Secure when served over TLS), stored
 // only as its SM3 digest, and ends after 15 minutes idle; every form carries a CSRF token; every
-// login, good or bad, and every bill created is written to the console audit table. Pages are
+// login, good or bad, every bill created, every look-up, refund started and review is written to
+// the console audit table. Pages are
 // server-rendered html/template, embedded, with inline CSS and no outside resources.
 package console
 
@@ -32,6 +36,7 @@ import (
 
 	"finepay/ferry/sqldb"
 	"finepay/intranet-core/internal/bill"
+	"finepay/intranet-core/internal/refund"
 	"finepay/shared/gm"
 )
 
@@ -46,8 +51,12 @@ const (
 	loginCSRF     = "fp_login_csrf"
 )
 
-// ClerkUser is the console user this version has.
-const ClerkUser = "clerk"
+// The console users this version has: the clerk, and a reviewer so that a refund and its review
+// are by different people.
+const (
+	ClerkUser    = "clerk"
+	ReviewerUser = "reviewer"
+)
 
 // Errors of Login.
 var (
@@ -59,6 +68,7 @@ var (
 type Config struct {
 	DB          *sqldb.DB
 	Bills       *bill.Service
+	Refunds     *refund.Service // nil: the refund pages and API answer that refunds are off
 	Now         func() time.Time
 	Rand        io.Reader
 	Logger      *slog.Logger
@@ -110,7 +120,17 @@ func New(cfg Config) *Console {
 // generated and returned (generated true) so the caller can show it once; an existing account is
 // left as it is.
 func (c *Console) EnsureClerk(ctx context.Context, password string) (pw string, generated, created bool, err error) {
-	if _, err := userGet(ctx, c.cfg.DB, c.cfg.DB, ClerkUser, false); err == nil {
+	return c.EnsureUser(ctx, ClerkUser, password)
+}
+
+// EnsureReviewer creates the reviewer account at first start, as EnsureClerk does the clerk's.
+func (c *Console) EnsureReviewer(ctx context.Context, password string) (pw string, generated, created bool, err error) {
+	return c.EnsureUser(ctx, ReviewerUser, password)
+}
+
+// EnsureUser creates a console account at first start, as EnsureClerk describes.
+func (c *Console) EnsureUser(ctx context.Context, username, password string) (pw string, generated, created bool, err error) {
+	if _, err := userGet(ctx, c.cfg.DB, c.cfg.DB, username, false); err == nil {
 		return "", false, false, nil
 	} else if !errors.Is(err, errNoUser) {
 		return "", false, false, err
@@ -128,7 +148,7 @@ func (c *Console) EnsureClerk(ctx context.Context, password string) (pw string, 
 	if err != nil {
 		return "", false, false, err
 	}
-	created, err = userInsert(ctx, c.cfg.DB, ClerkUser, h, c.cfg.Now())
+	created, err = userInsert(ctx, c.cfg.DB, username, h, c.cfg.Now())
 	if err != nil || !created {
 		return "", false, false, err
 	}

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -18,12 +19,16 @@ import (
 	"finepay/intranet-core/internal/console"
 	"finepay/intranet-core/internal/coretest"
 	"finepay/intranet-core/internal/nontax"
+	"finepay/intranet-core/internal/refund"
 	"finepay/shared/envelope"
 	"finepay/shared/httpx"
 	"finepay/shared/logging"
 )
 
-const password = "Clerk-pass-2026"
+const (
+	password         = "Clerk-pass-2026"
+	reviewerPassword = "Review-pass-2026"
+)
 
 type fixture struct {
 	env *coretest.Env
@@ -34,13 +39,19 @@ type fixture struct {
 func setup(t *testing.T) *fixture {
 	t.Helper()
 	env := coretest.New(t, sqltest.Open(t, sqldb.Postgres), coretest.Options{})
-	con := console.New(console.Config{DB: env.DB, Bills: env.Bills, Now: env.Clock.Now, Iterations: console.MinIterations, Logger: logging.Discard()})
+	refunds := refund.NewService(refund.Config{DB: env.DB, Now: env.Clock.Now, Logger: logging.Discard()})
+	con := console.New(console.Config{DB: env.DB, Bills: env.Bills, Refunds: refunds, Now: env.Clock.Now, Iterations: console.MinIterations, Logger: logging.Discard()})
 	if _, generated, created, err := con.EnsureClerk(context.Background(), password); err != nil || generated || !created {
 		t.Fatalf("EnsureClerk: generated %v created %v err %v", generated, created, err)
 	}
+	if _, generated, created, err := con.EnsureReviewer(context.Background(), reviewerPassword); err != nil || generated || !created {
+		t.Fatalf("EnsureReviewer: generated %v created %v err %v", generated, created, err)
+	}
 	e, _ := httpx.New(httpx.Options{Service: "core", Logger: logging.Discard()})
 	con.Routes(e)
-	bill.Routes(e.Group("/api/v1", con.APIAuth("window-token")), env.Bills)
+	api := e.Group("/api/v1", con.APIAuth("window-token"))
+	bill.Routes(api, env.Bills)
+	con.APIRoutes(api)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	return &fixture{env: env, con: con, srv: srv}
@@ -319,8 +330,18 @@ func TestConsoleClerkPasswordPolicyAndGeneration(t *testing.T) {
 	if _, generated, created, _ := con.EnsureClerk(context.Background(), ""); generated || created {
 		t.Fatal("a second start made another password")
 	}
+	if _, _, _, err := con.EnsureReviewer(context.Background(), "password"); !errors.Is(err, console.ErrWeakPassword) {
+		t.Fatalf("weak reviewer password: %v", err)
+	}
+	rpw, generated, created, err := con.EnsureReviewer(context.Background(), "")
+	if err != nil || !generated || !created || len(rpw) < 16 || rpw == pw {
+		t.Fatalf("reviewer generated %q %v %v %v", rpw, generated, created, err)
+	}
+	if _, err := con.Login(context.Background(), console.ReviewerUser, rpw, "test"); err != nil {
+		t.Fatalf("reviewer login with the generated password: %v", err)
+	}
 	var stored string
-	sqltest.Must(t, env.DB.QueryRow(`SELECT password_hash FROM console_users`).Scan(&stored))
+	sqltest.Must(t, env.DB.QueryRow(`SELECT password_hash FROM console_users WHERE username = 'clerk'`).Scan(&stored))
 	if !strings.HasPrefix(stored, "pbkdf2-sm3$100000$") || strings.Contains(stored, pw) {
 		t.Fatalf("stored %q", stored)
 	}

@@ -19,11 +19,14 @@ import (
 // Routes mounts the console:
 //
 //	GET  /console/login           login form
-//	POST /console/login           log in (user clerk)
+//	POST /console/login           log in (users clerk and reviewer)
 //	POST /console/logout          log out
-//	GET  /console                 bill form and recent bills
+//	GET  /console                 look-up form, bill form, refunds awaiting review, recent bills
+//	GET  /console/search?decision_no=...  the bill(s) of a decision
 //	POST /console/bills           create a bill from the form
-//	GET  /console/bills/{bill_no} a bill with its QR code
+//	GET  /console/bills/{bill_no} a bill with its QR code, payments, receipt and refunds
+//	POST /console/refunds         start a refund of a payment (R3, R4)
+//	POST /console/refunds/{refund_no}/review  approve or reject a refund waiting for review
 func (c *Console) Routes(e *echo.Echo) {
 	g := e.Group("/console", secureHeaders)
 	g.GET("/login", c.loginPage)
@@ -33,6 +36,9 @@ func (c *Console) Routes(e *echo.Echo) {
 	auth.POST("/logout", c.logout)
 	auth.POST("/bills", c.createBill)
 	auth.GET("/bills/:bill_no", c.showBill)
+	auth.GET("/search", c.search)
+	auth.POST("/refunds", c.startRefund)
+	auth.POST("/refunds/:refund_no/review", c.reviewRefund)
 	e.GET("/", func(ec echo.Context) error { return ec.Redirect(http.StatusSeeOther, "/console") })
 }
 
@@ -87,6 +93,16 @@ type page struct {
 	Created  bool
 	QR       template.URL
 	PaidAt   string
+	Notice   string
+
+	Search      string      // the decision number looked up
+	SearchError string      // why the look-up found nothing
+	Found       []bill.View // the bills of a decision, when several
+	Awaiting    []refundView
+	Refunds     bool // refunds are on
+	Payments    []paymentView
+	Red         *redReceiptView
+	RefundForm  refundForm // a refund form sent back with an error
 }
 
 type formValues struct {
@@ -164,7 +180,10 @@ func (c *Console) homePage(ec echo.Context, status int, p page) error {
 	if err != nil {
 		return err
 	}
-	p.Title, p.User, p.CSRF, p.Bills = "开具账单", s.Username, s.CSRF, bills
+	if p.Awaiting, err = c.awaitingReview(ec.Request().Context()); err != nil {
+		return err
+	}
+	p.Title, p.User, p.CSRF, p.Bills, p.Refunds = "开具账单", s.Username, s.CSRF, bills, c.cfg.Refunds != nil
 	if p.Form.ServedDate == "" {
 		p.Form.ServedDate = bizdate.Of(c.cfg.Now()).String()
 	}
@@ -227,8 +246,19 @@ func (c *Console) createBill(ec echo.Context) error {
 }
 
 func (c *Console) showBill(ec echo.Context) error {
+	p := page{Created: ec.QueryParam("created") == "1"}
+	if no := ec.QueryParam("refund"); no != "" && len(no) <= 40 {
+		p.Notice = "退款 " + no + " 已记录。"
+	}
+	return c.billPage(ec, http.StatusOK, ec.Param("bill_no"), p)
+}
+
+// billPage renders a bill with its QR code, payments, receipt and refunds; p carries a message
+// or a refund form sent back.
+func (c *Console) billPage(ec echo.Context, status int, billNo string, p page) error {
 	s := sessionOf(ec)
-	v, err := c.cfg.Bills.Get(ec.Request().Context(), ec.Param("bill_no"))
+	ctx := ec.Request().Context()
+	v, err := c.cfg.Bills.Get(ctx, billNo)
 	if errors.Is(err, bill.ErrNotFound) {
 		return c.render(ec, http.StatusNotFound, "error", page{Title: "未找到账单", Error: "没有这个账单。", User: s.Username, CSRF: s.CSRF})
 	}
@@ -239,12 +269,28 @@ func (c *Console) showBill(ec echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p := page{Title: "账单 " + v.BillNo, User: s.Username, CSRF: s.CSRF, Bill: &v, Created: ec.QueryParam("created") == "1",
-		QR: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))}
+	p.Title, p.User, p.CSRF, p.Bill, p.Refunds = "账单 "+v.BillNo, s.Username, s.CSRF, &v, c.cfg.Refunds != nil
+	p.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))
 	if v.Payment != nil {
 		p.PaidAt = v.Payment.PaidAt.In(bizdate.Location).Format(time.DateTime)
 	}
-	return c.render(ec, http.StatusOK, "bill", p)
+	if p.Payments, err = c.payments(ctx, v.BillNo); err != nil {
+		return err
+	}
+	if f := p.RefundForm; f.PaymentID != 0 {
+		for i := range p.Payments {
+			if pv := &p.Payments[i]; pv.ID == f.PaymentID && pv.Refundable {
+				pv.FormAmount, pv.FormReason = f.Amount, f.Reason
+				if f.Instruction != "" {
+					pv.Instruction = f.Instruction
+				}
+			}
+		}
+	}
+	if p.Red, err = c.redReceipt(ctx, v.BillNo); err != nil {
+		return err
+	}
+	return c.render(ec, status, "bill", p)
 }
 
 func qrPNG(content string) ([]byte, error) { return qrcode.Encode(content, qrcode.Medium, 256) }

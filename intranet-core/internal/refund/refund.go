@@ -404,3 +404,23 @@ func History(ctx context.Context, q Querier, refundNo string) ([]Transition, err
 	}
 	return out, rows.Err()
 }
+
+// ListAwaitingReview returns the refunds that wait for a clerk's review (state requested, of a
+// route that needs one), oldest first, at most limit.
+func ListAwaitingReview(ctx context.Context, q Querier, limit int) ([]Refund, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+columns+` FROM refunds WHERE state = 'requested' AND route IN ('R2', 'R3', 'R4')
+		ORDER BY id LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("refund: awaiting review: %w", err)
+	}
+	defer rows.Close()
+	var out []Refund
+	for rows.Next() {
+		r, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("refund: awaiting review: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}

@@ -44,6 +44,10 @@ func run(bin, certs, varDir string, quiet bool) error {
 	if err != nil {
 		return err
 	}
+	rpw, err := clerkPassword(filepath.Join(varDir, "reviewer-password.txt"))
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logs := os.Stdout
@@ -54,7 +58,7 @@ func run(bin, certs, varDir string, quiet bool) error {
 		BinDir: bin, Certs: certs, VarDir: varDir,
 		GatewayDB: "sqlite:" + filepath.Join(varDir, "gateway.db"), CoreDB: "sqlite:" + filepath.Join(varDir, "core.db"),
 		SandboxPort: 8070, GatewayPort: 8080, CorePort: 8090, LinkPort: 7443, DMZMetricsPort: 8081, IntranetMetricsPort: 8091,
-		ClerkPassword: pw,
+		ClerkPassword: pw, ReviewerPassword: rpw,
 	}
 	if logs != nil {
 		o.Logs = logs
@@ -67,6 +71,7 @@ func run(bin, certs, varDir string, quiet bool) error {
 FinePay is running (SQLite in %s, in-process cache; Ctrl-C stops everything).
 
   clerk console  %s/console      user clerk, password %s
+                                 user reviewer, password %s (reviews refunds the clerk starts)
   cashier        %s/q/<token>    (the QR URL the console prints for a new bill)
   sandbox        %s/_sandbox/state   (WeChat Pay, Alipay, UnionPay, non-tax, e-receipt and window simulators)
   ferry metrics  %s/metrics (DMZ)   %s/metrics (intranet)
@@ -75,7 +80,7 @@ Create a bill in the console, open its QR URL, press 微信支付, 支付宝 or 
 在支付模拟器中付款 to pay in that channel's simulator; the result page shows the payment and then
 the e-receipt.
 
-`, varDir, sys.CoreURL, pw, sys.GatewayURL, sys.SandboxURL, sys.DMZMetricsURL, sys.IntranetMetricsURL)
+`, varDir, sys.CoreURL, pw, rpw, sys.GatewayURL, sys.SandboxURL, sys.DMZMetricsURL, sys.IntranetMetricsURL)
 	select {
 	case <-ctx.Done():
 		fmt.Println("\nstopping...")
@@ -85,8 +90,8 @@ the e-receipt.
 	return sys.Stop()
 }
 
-// clerkPassword returns the demo's clerk password, made at random on the first run and kept in
-// path so that later runs log in with the same one.
+// clerkPassword returns a demo console user's password, made at random on the first run and
+// kept in path so that later runs log in with the same one.
 func clerkPassword(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err == nil {
