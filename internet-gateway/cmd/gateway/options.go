@@ -50,8 +50,13 @@ type options struct {
 	Lanes              int
 	OrderQueryAfter    time.Duration
 	OrderQueryMaxDelay time.Duration
+	RefundQueryAfter   time.Duration
+	RefundQueryMax     time.Duration
 	RateLimit          int
 	RateLimitPoll      int
+	LookupKeyFile      string
+	RateLimitLookup    int
+	RateLimitLookupDN  int
 	TrustProxy         bool
 	CacheTTL           time.Duration
 	LogLevel           string
@@ -94,8 +99,13 @@ func newOptions() (*config.Set, func() options) {
 	lanes := s.Int("lanes", 4, "outbox lanes per direction (ferry partitions)")
 	after := s.Duration("order-query-after", time.Minute, "orders still unpaid this long after creation are queried at their channel, again after as long, then after twice as long each time (up to -order-query-max-interval) until paid, closed or expired")
 	maxDelay := s.Duration("order-query-max-interval", 30*time.Minute, "the longest wait between two queries of an unpaid order (an order is queried again just after its expiry, then closed)")
+	refundAfter := s.Duration("refund-query-after", 30*time.Second, "a refund the channel is processing, or whose request got no answer, is queried (with the same refund number) this long after, then after twice as long each time up to -refund-query-max-interval, until final")
+	refundMax := s.Duration("refund-query-max-interval", 30*time.Minute, "the longest wait between two queries of a refund that is not final")
 	rate := s.Int("rate-limit", 60, "cashier page requests per client IP per minute; more get 429")
 	ratePoll := s.Int("rate-limit-poll", 300, "status polls (GET /q/{token}/status) per client IP per minute")
+	lookupKey := s.String("lookup-key-file", "lookup.key", "32-byte key (hex) shared with the core, of the hash by which the lookup page (/lookup, /api/v1/lookup) finds a bill by decision number and plate's last four characters; absent file: no lookup page (a warning); empty: off")
+	rateLookup := s.Int("rate-limit-lookup", 10, "bill lookups (POST /lookup, /api/v1/lookup) per client IP per minute; more get 429")
+	rateLookupDN := s.Int("rate-limit-lookup-decision", 10, "bill lookups per decision number per hour, from any client; more get 429")
 	trust := s.Bool("trust-proxy", false, "take the client IP from X-Forwarded-For set by a proxy on a private or loopback address (behind a load balancer); otherwise the peer address")
 	ttl := s.Duration("cache-ttl", 15*time.Second, "how long a bill view stays cached")
 	level := s.String("log-level", "info", "log level: debug, info, warn, error")
@@ -108,7 +118,9 @@ func newOptions() (*config.Set, func() options) {
 			AlipayNotifyURL: *aliNotify, AlipaySandboxPayURL: *aliSandbox,
 			UnionPayBaseURL: *upBase, UnionPayMerID: *upMer, UnionPayMerchantKey: *upKey, UnionPayMerchantCert: *upCert,
 			UnionPayRootCert: *upRoot, UnionPayMiddleCert: *upMiddle, UnionPayBackURL: *upBack, UnionPaySandboxPayURL: *upSandbox,
-			Lanes: *lanes, OrderQueryAfter: *after, OrderQueryMaxDelay: *maxDelay, RateLimit: *rate, RateLimitPoll: *ratePoll,
+			Lanes: *lanes, OrderQueryAfter: *after, OrderQueryMaxDelay: *maxDelay,
+			RefundQueryAfter: *refundAfter, RefundQueryMax: *refundMax, RateLimit: *rate, RateLimitPoll: *ratePoll,
+			LookupKeyFile: *lookupKey, RateLimitLookup: *rateLookup, RateLimitLookupDN: *rateLookupDN,
 			TrustProxy: *trust, CacheTTL: *ttl, LogLevel: *level}
 	}
 }
@@ -130,6 +142,12 @@ func (o *options) notifyURL(ch string) string {
 		return set
 	}
 	return strings.TrimRight(o.PublicURL, "/") + "/notify/" + ch
+}
+
+// refundNotifyURL is the notification URL of a channel's refunds: its orders' notification URL
+// + /refund (WeChat's notify_url, UnionPay's backUrl of refunds).
+func (o *options) refundNotifyURL(ch string) string {
+	return strings.TrimRight(o.notifyURL(ch), "/") + "/refund"
 }
 
 // has reports whether a channel is configured.
@@ -166,6 +184,10 @@ func (o *options) check() error {
 	if o.OrderQueryMaxDelay < o.OrderQueryAfter {
 		return fmt.Errorf("-order-query-max-interval %s: want at least -order-query-after", o.OrderQueryMaxDelay)
 	}
+	if o.RefundQueryAfter < time.Second || o.RefundQueryMax < o.RefundQueryAfter {
+		return fmt.Errorf("-refund-query-after %s, -refund-query-max-interval %s: want at least 1s and at least -refund-query-after",
+			o.RefundQueryAfter, o.RefundQueryMax)
+	}
 	if len(o.Channels) == 0 {
 		return fmt.Errorf("-channels: want at least one of wechat, alipay, unionpay")
 	}
@@ -178,6 +200,9 @@ func (o *options) check() error {
 	}
 	if o.RateLimit < 1 || o.RateLimitPoll < 1 {
 		return fmt.Errorf("-rate-limit and -rate-limit-poll must be positive")
+	}
+	if o.RateLimitLookup < 1 || o.RateLimitLookupDN < 1 {
+		return fmt.Errorf("-rate-limit-lookup and -rate-limit-lookup-decision must be positive")
 	}
 	return nil
 }

@@ -176,16 +176,26 @@ func serve(ctx context.Context, o options, migrateOnly bool, stdout io.Writer, h
 		nc.UnionPay = clients.unionpay
 	}
 	notes := payment.NewNotifications(nc)
-	consumer := inbox.NewConsumer(inbox.Config{DB: db, Handlers: bills.Handlers(), Logger: log, Now: now, Registry: reg})
+	refunds := newRefunds(o, st, clients, now, log, reg)
+	handlers := bills.Handlers()
+	for typ, h := range refunds.Handlers() {
+		handlers[typ] = h
+	}
+	consumer := inbox.NewConsumer(inbox.Config{DB: db, Handlers: handlers, Logger: log, Now: now, Registry: reg})
 	sandboxPay := map[string]string{}
 	for ch, u := range map[string]string{"wechat": o.SandboxPayURL, "alipay": o.AlipaySandboxPayURL, "unionpay": o.UnionPaySandboxPayURL} {
 		if u != "" {
 			sandboxPay[ch] = u
 		}
 	}
+	lookupKey, err := loadLookupKey(o, log)
+	if err != nil {
+		return err
+	}
 	pages, err := cashier.New(cashier.Config{Bills: bills, Orders: orders, Limiter: cache, PageLimit: o.RateLimit,
 		PollLimit: o.RateLimitPoll, SandboxPay: sandboxPay, PublicURL: o.PublicURL,
-		SecureCookies: strings.HasPrefix(o.PublicURL, "https:"), Now: now, Logger: log})
+		SecureCookies: strings.HasPrefix(o.PublicURL, "https:"), Now: now, Logger: log,
+		LookupKey: lookupKey, LookupLimit: o.RateLimitLookup, LookupDecisionLimit: o.RateLimitLookupDN, Registry: reg})
 	if err != nil {
 		return err
 	}
@@ -198,6 +208,10 @@ func serve(ctx context.Context, o options, migrateOnly bool, stdout io.Writer, h
 	}
 	if clients.unionpay != nil {
 		e.POST("/notify/unionpay", notes.HandleUnionPayHTTP)
+		e.POST("/notify/unionpay/refund", refunds.HandleUnionPayHTTP)
+	}
+	if clients.wechat != nil {
+		e.POST("/notify/wechat/refund", refunds.HandleWeChatHTTP)
 	}
 	if h.inbox != nil {
 		h.inbox <- consumer
@@ -209,6 +223,7 @@ func serve(ctx context.Context, o options, migrateOnly bool, stdout io.Writer, h
 	var wg sync.WaitGroup
 	wg.Go(func() { consumer.Run(ctx) })
 	wg.Go(func() { poller.Run(ctx) })
+	wg.Go(func() { refunds.Run(ctx) })
 	err = httpx.Serve(ctx, log, o.Listen, e, h.ready)
 	cancel()
 	wg.Wait()

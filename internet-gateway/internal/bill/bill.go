@@ -103,6 +103,16 @@ func (s *Service) GetFresh(ctx context.Context, token string) (store.Bill, error
 	return b, err
 }
 
+// FindByLookup returns the bill whose lookup hash is hash (the newest, should a decision have
+// had several), read from the database.
+func (s *Service) FindByLookup(ctx context.Context, hash string) (store.Bill, error) {
+	b, err := s.store.BillFindByLookupHash(ctx, s.store.DB, hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Bill{}, ErrNotFound
+	}
+	return b, err
+}
+
 // Invalidate drops the cached views of tokens.
 func (s *Service) Invalidate(ctx context.Context, tokens ...string) {
 	var keys []string

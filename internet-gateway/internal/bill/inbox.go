@@ -33,7 +33,7 @@ func (s *Service) applyBillPublished(ctx context.Context, tx *sql.Tx, env envelo
 	old, err := s.store.BillUpsert(ctx, tx, store.Bill{
 		BillNo: m.BillNo, Token: m.Token, DecisionNo: m.DecisionNo, PartyMasked: m.PartyMasked, PlateMasked: m.PlateMasked,
 		Fine: money.Fen(m.Fine), ServedDate: m.ServedDate, LateFeeApplies: m.LateFeeApplies, UnitName: m.UnitName,
-		ItemName: m.ItemName, FormNo: m.FormNo, PayCode: m.PayCode, Status: store.BillPayable,
+		ItemName: m.ItemName, FormNo: m.FormNo, PayCode: m.PayCode, LookupHash: m.LookupHash, Status: store.BillPayable,
 		IssuedAt: m.IssuedAt, UpdatedAt: s.now(),
 	})
 	if err != nil {
@@ -53,8 +53,12 @@ func (s *Service) applyReceiptIssued(ctx context.Context, tx *sql.Tx, env envelo
 	if !ok {
 		return fmt.Errorf("bill: %s carries a %T", env.Type, p)
 	}
-	return s.store.ReceiptUpsert(ctx, tx, store.Receipt{
+	r := store.Receipt{
 		OrderNo: m.OrderNo, BillNo: m.BillNo, ReceiptCode: m.ReceiptCode, ReceiptNo: m.ReceiptNo, CheckCode: m.CheckCode,
 		Amount: money.Fen(m.Amount), PayerMasked: m.PayerMasked, IssuedAt: m.IssuedAt, ReceivedAt: s.now(),
-	})
+	}
+	if len(m.Layout) > 0 {
+		r.File = &store.ReceiptFile{Data: m.Data, UnitSignature: m.UnitSignature, Seal: m.Seal, Layout: m.Layout}
+	}
+	return s.store.ReceiptUpsert(ctx, tx, r)
 }

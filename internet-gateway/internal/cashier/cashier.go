@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"finepay/internet-gateway/internal/bill"
 	"finepay/internet-gateway/internal/kv"
@@ -52,13 +53,24 @@ type Config struct {
 	SecureCookies bool
 	Now           func() time.Time
 	Logger        *slog.Logger
+
+	// LookupKey keys the lookup hash (package finepay/shared/lookup); without it the lookup
+	// page (/lookup, /api/v1/lookup) is not served. LookupLimit is how many lookups a client IP
+	// may make per minute (DefaultLookupLimit when zero), LookupDecisionLimit how many one
+	// decision number may get per hour (DefaultLookupDecisionLimit when zero).
+	LookupKey           []byte
+	LookupLimit         int
+	LookupDecisionLimit int
+	// Registry gets gateway_lookups_total; nil = none.
+	Registry prometheus.Registerer
 }
 
 // Handler serves the cashier pages.
 type Handler struct {
-	cfg   Config
-	pages map[string]*template.Template
-	log   *slog.Logger
+	cfg     Config
+	pages   map[string]*template.Template
+	log     *slog.Logger
+	lookups *prometheus.CounterVec
 }
 
 // New parses the templates and returns the handler.
@@ -75,8 +87,22 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{cfg: cfg, pages: map[string]*template.Template{}, log: cfg.Logger}
-	for _, p := range []string{"bill", "order", "result", "message"} {
+	if cfg.LookupLimit <= 0 {
+		cfg.LookupLimit = DefaultLookupLimit
+	}
+	if cfg.LookupDecisionLimit <= 0 {
+		cfg.LookupDecisionLimit = DefaultLookupDecisionLimit
+	}
+	h := &Handler{cfg: cfg, pages: map[string]*template.Template{}, log: cfg.Logger,
+		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gateway_lookups_total",
+			Help: "Bill lookups by decision number and plate, by result: found, not_found, invalid, limited."}, []string{"result"})}
+	for _, r := range []string{"found", "not_found", "invalid", "limited"} {
+		h.lookups.WithLabelValues(r)
+	}
+	if cfg.Registry != nil && len(cfg.LookupKey) > 0 {
+		cfg.Registry.MustRegister(h.lookups)
+	}
+	for _, p := range []string{"bill", "order", "result", "message", "lookup"} {
 		t, err := template.ParseFS(templateFiles, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
 			return nil, err
@@ -93,7 +119,14 @@ func (h *Handler) Register(e *echo.Echo) {
 	pages.POST("/pay/:channel", h.postPay)
 	pages.GET("/order/:order_no", h.getOrder)
 	pages.GET("/result", h.getResult)
+	pages.GET("/receipt.pdf", h.getReceiptPDF)
+	pages.GET("/receipt.json", h.getReceiptJSON)
 	e.GET("/q/:token/status", h.getStatus, h.secure, h.limit("poll", h.cfg.PollLimit))
+	if len(h.cfg.LookupKey) > 0 {
+		e.GET("/lookup", h.getLookup, h.secure, h.limit("page", h.cfg.PageLimit), h.htmlErrors)
+		e.POST("/lookup", h.postLookup, h.secure, h.htmlErrors)
+		e.POST("/api/v1/lookup", h.postLookupJSON)
+	}
 }
 
 // page is what the layout renders.

@@ -13,6 +13,9 @@ import (
 type resultPage struct {
 	bill.Outcome
 	PaidAt string
+	Token  string
+	// IssuedDate is the receipt's issue date (Asia/Shanghai), an element of verification.
+	IssuedDate string
 }
 
 // getResult is GET /q/{token}/result: the payment and, once it arrived, the e-receipt; until
@@ -34,6 +37,9 @@ func (h *Handler) getResult(c echo.Context) error {
 	if out.Receipt == nil {
 		pl = &poll{StatusURL: statusURL(token), NextURL: resultURL(token), Want: "receipt"}
 	}
-	return h.render(c, http.StatusOK, "result", page{Title: "缴款结果", Poll: pl, Data: resultPage{
-		Outcome: out, PaidAt: out.Payment.PaidAt.In(bizdate.Location).Format("2006-01-02 15:04:05")}})
+	rp := resultPage{Outcome: out, PaidAt: out.Payment.PaidAt.In(bizdate.Location).Format("2006-01-02 15:04:05"), Token: token}
+	if out.Receipt != nil {
+		rp.IssuedDate = bizdate.Of(out.Receipt.IssuedAt).String()
+	}
+	return h.render(c, http.StatusOK, "result", page{Title: "缴款结果", Poll: pl, Data: rp})
 }

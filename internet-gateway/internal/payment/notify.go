@@ -124,7 +124,8 @@ type NotificationsConfig struct {
 	Registry prometheus.Registerer // gets the notification counters; nil = none
 }
 
-// Notifications handles channel notifications: store raw, verify, record.
+// Notifications handles channel notifications: verify, then record the payment and store the
+// notification as received, with its verdict.
 type Notifications struct {
 	store    *store.Store
 	recorder *Recorder
@@ -202,11 +203,18 @@ type opened struct {
 	eventID, outTradeNo, tradeNo string
 }
 
-// handle runs the steps every channel shares: (a) store the notification raw in its own
-// committed write; (b) open it (verify and check, per channel); (c) record the payment (one
-// transaction, see Recorder.Record) unless it asks for nothing. A forged or invalid
-// notification returns *Rejected (and changed nothing but its own row); *Transient asks the
-// channel to resend; any other error is a storage failure, after which the channel must resend.
+// handle runs the steps every channel shares: (a) open the notification in memory (verify and
+// check, per channel); (b) store it with its verdict: an accepted one (or a duplicate) in the
+// transaction that records its payment (see Recorder.Record), a rejected or ignored one in a
+// transaction of its own that changes nothing else. A forged or invalid notification returns
+// *Rejected (and changed nothing but its own row); *Transient asks the channel to resend; any
+// other error is a storage failure, after which the channel must resend.
+//
+// Every delivery is stored as received (headers and body) with what was decided about it, but
+// only when its outcome commits: if the process dies before that commit, nothing of the
+// delivery is recorded, and since the channel was not answered 2xx it resends the notification.
+// A delivery that cannot be decided now (Transient) or whose payment could not be stored is
+// stored with verdict received, so that each delivery still leaves its row.
 func (n *Notifications) handle(ctx context.Context, ch string, raw Raw, limit int, open func(ctx context.Context) (opened, error)) (Verdict, error) {
 	hdr := http.Header{}
 	for k, v := range raw.Header {
@@ -218,55 +226,67 @@ func (n *Notifications) handle(ctx context.Context, ch string, raw Raw, limit in
 	if err != nil {
 		return Verdict{}, err
 	}
-	id, err := n.store.NotificationInsert(ctx, n.store.DB, store.Notification{
-		Channel: ch, ReceivedAt: n.now(), RemoteAddr: raw.RemoteAddr, Headers: string(hjson), Body: raw.Body,
-	})
-	if err != nil {
-		return Verdict{}, err
-	}
-	n.received.WithLabelValues(ch).Inc()
-	v := Verdict{NotificationID: id}
+	row := store.Notification{Channel: ch, ReceivedAt: n.now(), RemoteAddr: raw.RemoteAddr, Headers: string(hjson), Body: raw.Body}
 
 	if raw.Truncated {
-		return v, n.reject(ctx, ch, id, fmt.Errorf("body larger than %d bytes", limit), opened{})
+		return n.reject(ctx, row, fmt.Errorf("body larger than %d bytes", limit), opened{})
 	}
 	o, err := open(ctx)
 	var tr *Transient
 	switch {
 	case errors.As(err, &tr):
-		n.log.Warn("payment: notification not decided, the channel will resend", "notification", id, "channel", ch, "err", err)
+		v, serr := n.storeAlone(ctx, row, store.VerdictReceived, clean(err.Error(), 500), o)
+		n.log.Warn("payment: notification not decided, the channel will resend", "notification", v.NotificationID, "channel", ch, "err", err)
+		if serr != nil {
+			return v, serr
+		}
 		return v, err
 	case err != nil:
-		return v, n.reject(ctx, ch, id, err, o)
+		return n.reject(ctx, row, err, o)
 	}
 	if o.ignore != "" {
+		v, err := n.storeAlone(ctx, row, store.VerdictIgnored, clean(o.ignore, 500), o)
 		v.Ignored = true
-		n.decide(ctx, id, store.Decision{Verdict: store.VerdictIgnored, Reason: clean(o.ignore, 500), EventID: clean(o.eventID, 64),
-			OutTradeNo: clean(o.outTradeNo, 64), ChannelTradeNo: clean(o.tradeNo, 64), At: n.now()})
-		return v, nil
-	}
-	res, err := n.recorder.Record(ctx, o.conf)
-	if errors.Is(err, ErrUnknownOrder) || errors.Is(err, ErrAmount) {
-		return v, n.reject(ctx, ch, id, err, o)
-	}
-	if err != nil {
 		return v, err
 	}
-	v.Duplicate, v.Payment = res.Duplicate, res.Payment
-	verdict := store.VerdictAccepted
-	if res.Duplicate {
-		verdict = store.VerdictDuplicate
+	// The notification's row, with its verdict, is committed with the payment, in its transaction.
+	note := decided(row, store.VerdictAccepted, "", o, n.now()) // or duplicate, see Recorder.record
+	res, id, err := n.recorder.record(ctx, o.conf, &note)
+	switch {
+	case errors.Is(err, ErrUnknownOrder) || errors.Is(err, ErrAmount):
+		return n.reject(ctx, row, err, o)
+	case err != nil:
+		// The payment's transaction rolled back: keep the delivery as received, undecided.
+		sv, serr := n.storeAlone(ctx, row, store.VerdictReceived, clean("not recorded: "+err.Error(), 500), o)
+		if serr != nil {
+			n.log.Error("payment: store undecided notification", "channel", ch, "err", serr)
+		}
+		return sv, err
 	}
-	n.decide(ctx, id, store.Decision{Verdict: verdict, EventID: o.eventID, OutTradeNo: o.outTradeNo, ChannelTradeNo: o.tradeNo, At: n.now()})
-	return v, nil
+	n.received.WithLabelValues(ch).Inc()
+	return Verdict{NotificationID: id, Duplicate: res.Duplicate, Payment: res.Payment}, nil
 }
 
-// decide records a verdict; the payment, if any, is committed already, so a failure here only
-// loses the bookkeeping of this delivery.
-func (n *Notifications) decide(ctx context.Context, id int64, d store.Decision) {
-	if err := n.store.NotificationDecide(ctx, n.store.DB, id, d); err != nil {
-		n.log.Error("payment: record notification verdict", "notification", id, "verdict", d.Verdict, "err", err)
+// decided is row with a verdict and what the notification said of itself, bounded (it may come
+// from unverified input).
+func decided(row store.Notification, verdict, reason string, o opened, at time.Time) store.Notification {
+	row.Verdict, row.Reason = verdict, reason
+	row.EventID, row.OutTradeNo, row.ChannelTradeNo = clean(o.eventID, 64), clean(o.outTradeNo, 64), clean(o.tradeNo, 64)
+	if verdict != store.VerdictReceived {
+		row.DecidedAt = at
 	}
+	return row
+}
+
+// storeAlone stores a notification that records no payment with its verdict, in its own
+// transaction (one statement).
+func (n *Notifications) storeAlone(ctx context.Context, row store.Notification, verdict, reason string, o opened) (Verdict, error) {
+	id, err := n.store.NotificationInsert(ctx, n.store.DB, decided(row, verdict, reason, o, n.now()))
+	if err != nil {
+		return Verdict{}, err
+	}
+	n.received.WithLabelValues(row.Channel).Inc()
+	return Verdict{NotificationID: id}, nil
 }
 
 // HandleWeChat handles a WeChat Pay notification: verify signature, serial and timestamp,
@@ -358,18 +378,17 @@ func (n *Notifications) HandleUnionPay(ctx context.Context, raw Raw) (Verdict, e
 	})
 }
 
-// reject records a rejection and returns it as *Rejected, or the storage error.
-func (n *Notifications) reject(ctx context.Context, ch string, id int64, cause error, o opened) error {
+// reject records a rejection (the notification's row with verdict rejected, in its own
+// transaction) and returns it as *Rejected, or the storage error.
+func (n *Notifications) reject(ctx context.Context, row store.Notification, cause error, o opened) (Verdict, error) {
 	reason := reasonOf(cause)
-	n.rejected.WithLabelValues(ch, reason).Inc()
-	n.log.Warn("payment: notification rejected", "notification", id, "channel", ch, "reason", reason, "err", cause)
-	detail := clean(cause.Error(), 500)
-	if err := n.store.NotificationDecide(ctx, n.store.DB, id, store.Decision{Verdict: store.VerdictRejected,
-		Reason: reason + ": " + detail, EventID: clean(o.eventID, 64), OutTradeNo: clean(o.outTradeNo, 64),
-		ChannelTradeNo: clean(o.tradeNo, 64), At: n.now()}); err != nil {
-		return err
+	n.rejected.WithLabelValues(row.Channel, reason).Inc()
+	v, err := n.storeAlone(ctx, row, store.VerdictRejected, reason+": "+clean(cause.Error(), 500), o)
+	n.log.Warn("payment: notification rejected", "notification", v.NotificationID, "channel", row.Channel, "reason", reason, "err", cause)
+	if err != nil {
+		return v, err
 	}
-	return &Rejected{Reason: reason, Cause: cause}
+	return v, &Rejected{Reason: reason, Cause: cause}
 }
 
 // clean bounds text copied from unverified input to n bytes of valid UTF-8 without NUL, which

@@ -1,11 +1,11 @@
 // Package payment records confirmed channel payments exactly once and tells the core about them.
 //
 // A payment is learnt of in two ways, which end in the same Record: a channel notification
-// (stored raw first, then verified, see Notifications) or an active order query for orders
-// still unpaid some time after creation (see Poller). Record inserts the payment under
-// UNIQUE(channel, channel_trade_no), marks the order and the bill paid and puts a
-// PaymentConfirmed into the ferry outbox, all in one transaction; a second delivery of the
-// same payment conflicts on the unique key and changes nothing.
+// (verified, then stored as received with its verdict, see Notifications) or an active order
+// query for orders still unpaid some time after creation (see Poller). Record inserts the
+// payment under UNIQUE(channel, channel_trade_no), marks the order and the bill paid and puts a
+// PaymentConfirmed into the ferry outbox, all in one transaction; a second delivery of the same
+// payment conflicts on the unique key and changes nothing.
 package payment
 
 import (
@@ -99,32 +99,48 @@ type Result struct {
 // The amount must equal the order's: an order is paid at the amount it was created with, even
 // after its day has passed.
 func (r *Recorder) Record(ctx context.Context, c Confirmation) (Result, error) {
+	res, _, err := r.record(ctx, c, nil)
+	return res, err
+}
+
+// record is Record; when note is not nil, it also stores that notification with its verdict
+// (accepted, or duplicate when the payment was recorded before) in the payment's transaction,
+// and returns its ID.
+//
+// The order is marked paid, the payment inserted, the bill marked paid and the notification
+// stored by one store call (one statement on PostgreSQL, see store.PaymentRecord); the outbox
+// row comes last, so that the lane's row lock is held from it to the commit only. A payment of
+// an unknown order or for another amount changes nothing: its transaction rolls back.
+func (r *Recorder) record(ctx context.Context, c Confirmation, note *store.Notification) (Result, int64, error) {
 	var res Result
 	var token string
+	var noteID int64
 	err := r.store.DB.Tx(ctx, func(tx *sql.Tx) error {
-		res, token = Result{}, ""
-		o, err := r.store.OrderGet(ctx, tx, c.OrderNo, true)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && o.Channel != c.Channel) {
-			return fmt.Errorf("%w: %s", ErrUnknownOrder, c.OrderNo)
-		}
-		if err != nil {
-			return err
-		}
-		if o.Amount != c.Amount {
-			return fmt.Errorf("%w: %s paid %d, order %d", ErrAmount, c.OrderNo, c.Amount, o.Amount)
-		}
+		res, token, noteID = Result{}, "", 0
 		now := r.now()
-		p := store.Payment{
-			Channel: c.Channel, ChannelTradeNo: c.ChannelTradeNo, OrderNo: o.OrderNo, BillNo: o.BillNo,
-			Amount: o.Amount, Fine: o.Fine, LateFee: o.LateFee, PaidAt: c.PaidAt,
+		rec, err := r.store.PaymentRecord(ctx, tx, store.PaymentRecording{Payment: store.Payment{
+			Channel: c.Channel, ChannelTradeNo: c.ChannelTradeNo, OrderNo: c.OrderNo, Amount: c.Amount, PaidAt: c.PaidAt,
 			MessageID: MessageID(c.Channel, c.ChannelTradeNo), NotificationID: c.NotificationID, Source: c.Source,
 			RecordedAt: now,
+		}, Notification: note})
+		if errors.Is(err, store.ErrNotFound) {
+			// No order of this number, channel and amount: say which (nothing was changed).
+			o, err := r.store.OrderGet(ctx, tx, c.OrderNo, false)
+			switch {
+			case errors.Is(err, store.ErrNotFound) || (err == nil && o.Channel != c.Channel):
+				return fmt.Errorf("%w: %s", ErrUnknownOrder, c.OrderNo)
+			case err != nil:
+				return err
+			case o.Amount != c.Amount:
+				return fmt.Errorf("%w: %s paid %d, order %d", ErrAmount, c.OrderNo, c.Amount, o.Amount)
+			}
+			return fmt.Errorf("payment: order %s not marked paid", c.OrderNo)
 		}
-		inserted, err := r.store.PaymentInsert(ctx, tx, p)
 		if err != nil {
 			return err
 		}
-		if !inserted {
+		noteID = rec.NotificationID
+		if !rec.Inserted {
 			prev, err := r.store.PaymentGetByTrade(ctx, tx, c.Channel, c.ChannelTradeNo)
 			if err != nil {
 				return err
@@ -132,34 +148,25 @@ func (r *Recorder) Record(ctx context.Context, c Confirmation) (Result, error) {
 			res = Result{Payment: prev, Duplicate: true}
 			return nil
 		}
-		if err := r.store.OrderMarkPaid(ctx, tx, o.OrderNo, now); err != nil {
-			return err
-		}
-		if err := r.store.BillMarkPaid(ctx, tx, o.BillNo, now); err != nil {
-			return err
-		}
-		env, err := envelope.New(p.MessageID, o.BillNo, now, &envelope.PaymentConfirmed{
-			BillNo: o.BillNo, OrderNo: o.OrderNo, Channel: c.Channel, ChannelTradeNo: c.ChannelTradeNo,
-			Amount: int64(o.Amount), Fine: int64(o.Fine), LateFee: int64(o.LateFee), PaidAt: c.PaidAt.UTC(),
+		p := rec.Payment
+		token, res = rec.Token, Result{Payment: p}
+		env, err := envelope.New(p.MessageID, p.BillNo, now, &envelope.PaymentConfirmed{
+			BillNo: p.BillNo, OrderNo: p.OrderNo, Channel: c.Channel, ChannelTradeNo: c.ChannelTradeNo,
+			Amount: int64(p.Amount), Fine: int64(p.Fine), LateFee: int64(p.LateFee), PaidAt: c.PaidAt.UTC(),
 			NotificationID: c.NotificationID,
 		})
 		if err != nil {
 			return err
 		}
-		if _, err := r.outbox.Put(ctx, tx, env); err != nil {
-			return err
-		}
-		if b, err := r.store.BillGet(ctx, tx, o.BillNo); err == nil {
-			token = b.Token
-		}
-		res = Result{Payment: p}
-		return nil
+		// Last before the commit: the lane's row stays locked from here to the commit.
+		_, err = r.outbox.Put(ctx, tx, env)
+		return err
 	})
 	if err != nil {
 		if store.IsUniqueViolation(err) {
-			return Result{}, fmt.Errorf("%w: %s: %w", ErrOrderPaid, c.OrderNo, err)
+			return Result{}, 0, fmt.Errorf("%w: %s: %w", ErrOrderPaid, c.OrderNo, err)
 		}
-		return Result{}, err
+		return Result{}, 0, err
 	}
 	if !res.Duplicate {
 		r.recorded.WithLabelValues(c.Channel).Inc()
@@ -167,5 +174,5 @@ func (r *Recorder) Record(ctx context.Context, c Confirmation) (Result, error) {
 		r.log.Info("payment: recorded", "channel", c.Channel, "channel_trade_no", c.ChannelTradeNo, "order_no", c.OrderNo,
 			"bill_no", res.Payment.BillNo, "amount", int64(res.Payment.Amount), "source", c.Source, "message_id", res.Payment.MessageID)
 	}
-	return res, nil
+	return res, noteID, nil
 }

@@ -32,10 +32,12 @@ type Server struct {
 	// OnPrecreate, when set, runs inside each precreate before it is answered.
 	OnPrecreate func(outTradeNo string)
 
-	mu       sync.Mutex
-	orders   map[string]*Order
-	requests map[string]int
-	seq      int
+	mu         sync.Mutex
+	orders     map[string]*Order
+	requests   map[string]int
+	seq        int
+	refunds    map[string]*Refund // by out_request_no
+	refundMode string
 }
 
 // Order is an order as the fake server holds it.
@@ -58,7 +60,7 @@ func NewServer(tb testing.TB, p *PKI, now func() time.Time) *Server {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Server{PKI: p, Now: now, orders: map[string]*Order{}, requests: map[string]int{}}
+	s := &Server{PKI: p, Now: now, orders: map[string]*Order{}, requests: map[string]int{}, refunds: map[string]*Refund{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	tb.Cleanup(s.Close)
 	return s
@@ -159,6 +161,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.query(w, node, biz["out_trade_no"])
 	case "alipay.trade.close":
 		s.close(w, node, biz["out_trade_no"])
+	case "alipay.trade.refund":
+		s.refund(w, r, node, biz)
+	case "alipay.trade.fastpay.refund.query":
+		s.queryRefund(w, node, biz)
 	default:
 		s.answer(w, "error_response", map[string]any{"code": "40004", "msg": "Business Failed", "sub_code": "isv.invalid-method"})
 	}

@@ -38,9 +38,9 @@ CREATE TABLE channel_orders (
 CREATE INDEX channel_orders_bill ON channel_orders (bill_no, channel, status);
 CREATE INDEX channel_orders_status ON channel_orders (status, created_at);
 
--- Every channel notification exactly as received, written in its own transaction before it is
--- verified; verdict is received until the verification finished, then accepted, duplicate or
--- rejected (with the reason).
+-- Every channel notification exactly as received, with its verdict: accepted or duplicate
+-- (written in the transaction that records its payment), rejected or ignored (with the reason),
+-- or received (not decided, or its payment could not be stored).
 CREATE TABLE notifications (
     id              {{id}},
     channel         TEXT NOT NULL,

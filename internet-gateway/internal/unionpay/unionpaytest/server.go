@@ -29,10 +29,12 @@ type Server struct {
 	// OnConsume, when set, runs inside each consume request before it is answered.
 	OnConsume func(orderID string)
 
-	mu       sync.Mutex
-	orders   map[string]*Order
-	requests map[string]int
-	seq      int
+	mu         sync.Mutex
+	orders     map[string]*Order
+	requests   map[string]int
+	seq        int
+	refunds    map[string]*Refund // by orderId (the refund number)
+	refundMode string
 }
 
 // Order is an order as the fake server holds it.
@@ -56,7 +58,7 @@ func NewServer(tb testing.TB, p *PKI, now func() time.Time) *Server {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Server{PKI: p, Now: now, orders: map[string]*Order{}, requests: map[string]int{}}
+	s := &Server{PKI: p, Now: now, orders: map[string]*Order{}, requests: map[string]int{}, refunds: map[string]*Refund{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	tb.Cleanup(s.Close)
 	return s
@@ -168,6 +170,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/gateway/api/backTransReq.do" && f["txnType"] == "01" && f["txnSubType"] == "07":
 		s.count("consume")
 		s.consume(w, f, base)
+	case r.URL.Path == "/gateway/api/backTransReq.do" && f["txnType"] == "04":
+		s.count("refund")
+		s.refund(w, r, f, base)
+	case r.URL.Path == "/gateway/api/queryTrans.do" && f["txnType"] == "00" && s.RefundOf(f["orderId"]) != nil:
+		s.count("refund query")
+		s.queryRefund(w, f, base)
 	case r.URL.Path == "/gateway/api/queryTrans.do" && f["txnType"] == "00":
 		s.count("query")
 		s.query(w, f, base)

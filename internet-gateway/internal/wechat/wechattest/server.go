@@ -33,10 +33,12 @@ type Server struct {
 	// OnNative, when set, runs inside each Native order request before it is answered.
 	OnNative func(outTradeNo string)
 
-	mu       sync.Mutex
-	orders   map[string]*Order
-	requests map[string]int // by "METHOD route"
-	txnSeq   int
+	mu         sync.Mutex
+	orders     map[string]*Order
+	requests   map[string]int // by "METHOD route"
+	txnSeq     int
+	refunds    map[string]*Refund // by out_refund_no
+	refundMode string
 }
 
 // Order is an order as the fake server holds it.
@@ -58,7 +60,7 @@ func NewServer(tb testing.TB, p *PKI, now func() time.Time) *Server {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Server{PKI: p, Now: now, orders: map[string]*Order{}, requests: map[string]int{}}
+	s := &Server{PKI: p, Now: now, orders: map[string]*Order{}, requests: map[string]int{}, refunds: map[string]*Refund{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	tb.Cleanup(s.Close)
 	return s
@@ -129,6 +131,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	const prefix = "/v3/pay/transactions/out-trade-no/"
 	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/v3/refund/domestic/refunds":
+		s.count("POST refund")
+		s.refund(w, r, body)
+	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v3/refund/domestic/refunds/"):
+		s.count("GET refund")
+		s.queryRefund(w, strings.TrimPrefix(r.URL.Path, "/v3/refund/domestic/refunds/"))
 	case r.Method == http.MethodPost && r.URL.Path == "/v3/pay/transactions/native":
 		s.count("POST native")
 		s.native(w, body)
