@@ -16,6 +16,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +43,39 @@ type Outbox struct {
 	partitions int
 	maxBacklog int64
 	refused    *prometheus.CounterVec
+	// engine is the SQL engine of the transactions Put is given (an Outbox serves one
+	// database): engineUnknown until the first Put asks, then enginePostgres or engineSQLite.
+	engine atomic.Int32
+}
+
+// Engines of Outbox.engine.
+const (
+	engineUnknown int32 = iota
+	enginePostgres
+	engineSQLite
+)
+
+// postgres reports whether tx is a PostgreSQL transaction. The first call asks the database
+// with a query both engines answer, differently (PostgreSQL has a boolean type, SQLite answers
+// 1); later calls reuse the answer.
+func (o *Outbox) postgres(ctx context.Context, tx *sql.Tx) (bool, error) {
+	switch o.engine.Load() {
+	case enginePostgres:
+		return true, nil
+	case engineSQLite:
+		return false, nil
+	}
+	var v any
+	if err := tx.QueryRowContext(ctx, `SELECT 1 = 1`).Scan(&v); err != nil {
+		return false, fmt.Errorf("outbox: engine: %w", err)
+	}
+	_, pg := v.(bool)
+	if pg {
+		o.engine.Store(enginePostgres)
+	} else {
+		o.engine.Store(engineSQLite)
+	}
+	return pg, nil
 }
 
 // Option configures an Outbox.
@@ -102,26 +136,75 @@ func (o *Outbox) Put(ctx context.Context, tx *sql.Tx, env envelope.Envelope) (Pl
 	if err != nil {
 		return Placed{}, err
 	}
+	pg, err := o.postgres(ctx, tx)
+	if err != nil {
+		return Placed{}, err
+	}
+	var seq int64
+	if pg {
+		seq, err = o.putPostgres(ctx, tx, lane, env, raw)
+	} else {
+		seq, err = o.putSQLite(ctx, tx, lane, env, raw)
+	}
+	if err != nil {
+		return Placed{}, err
+	}
+	return Placed{Lane: lane, Seq: seq}, nil
+}
+
+// putPostgres takes the lane's next sequence and inserts the row in one statement (one round
+// trip): the lane row is locked from this statement to the end of the caller's transaction,
+// which should thus make Put its last statement before the commit. A lane over its backlog
+// bound yields no row: the increment is then undone with the caller's transaction, which must
+// roll back.
+func (o *Outbox) putPostgres(ctx context.Context, tx *sql.Tx, lane string, env envelope.Envelope, raw []byte) (int64, error) {
+	var seq int64
+	err := tx.QueryRowContext(ctx, `WITH s AS (
+			INSERT INTO ferry_lane_out (lane, last_seq, acked_seq) VALUES ($1, 1, 0)
+			ON CONFLICT (lane) DO UPDATE SET last_seq = ferry_lane_out.last_seq + 1 RETURNING last_seq, acked_seq)
+		INSERT INTO ferry_outbox (lane, seq, message_id, type, msg_key, created_at, envelope)
+		SELECT $1::text, s.last_seq, $2::text, $3::text, $4::text, $5::timestamptz, $6::bytea FROM s
+		WHERE s.last_seq - s.acked_seq <= $7::bigint
+		RETURNING seq`, lane, env.ID, env.Type, env.Key, env.CreatedAt.UTC(), raw, o.maxBacklog).Scan(&seq)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		var last, acked int64
+		if err := tx.QueryRowContext(ctx, `SELECT last_seq, acked_seq FROM ferry_lane_out WHERE lane = $1`, lane).Scan(&last, &acked); err != nil {
+			return 0, fmt.Errorf("outbox: lane %s: %w", lane, err)
+		}
+		o.refused.WithLabelValues(lane).Inc()
+		return 0, fmt.Errorf("%w: lane %s holds %d unacknowledged messages (bound %d)", ErrBackpressure, lane, last-1-acked, o.maxBacklog)
+	case err != nil && sqldb.IsUniqueViolation(err):
+		return 0, fmt.Errorf("%w: %s", ErrDuplicate, env.ID)
+	case err != nil:
+		return 0, fmt.Errorf("outbox: lane %s: insert: %w", lane, err)
+	}
+	return seq, nil
+}
+
+// putSQLite takes the lane's next sequence, then inserts the row (SQLite has no data-modifying
+// WITH; its immediate transactions hold the database's write lock anyway).
+func (o *Outbox) putSQLite(ctx context.Context, tx *sql.Tx, lane string, env envelope.Envelope, raw []byte) (int64, error) {
 	var seq, acked int64
-	err = tx.QueryRowContext(ctx, `INSERT INTO ferry_lane_out (lane, last_seq, acked_seq) VALUES ($1, 1, 0)
+	err := tx.QueryRowContext(ctx, `INSERT INTO ferry_lane_out (lane, last_seq, acked_seq) VALUES ($1, 1, 0)
 		ON CONFLICT (lane) DO UPDATE SET last_seq = ferry_lane_out.last_seq + 1 RETURNING last_seq, acked_seq`, lane).Scan(&seq, &acked)
 	if err != nil {
-		return Placed{}, fmt.Errorf("outbox: lane %s: %w", lane, err)
+		return 0, fmt.Errorf("outbox: lane %s: %w", lane, err)
 	}
 	if seq-acked > o.maxBacklog {
 		// The increment above is undone with the caller's transaction, which must roll back.
 		o.refused.WithLabelValues(lane).Inc()
-		return Placed{}, fmt.Errorf("%w: lane %s holds %d unacknowledged messages (bound %d)", ErrBackpressure, lane, seq-1-acked, o.maxBacklog)
+		return 0, fmt.Errorf("%w: lane %s holds %d unacknowledged messages (bound %d)", ErrBackpressure, lane, seq-1-acked, o.maxBacklog)
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO ferry_outbox (lane, seq, message_id, type, msg_key, created_at, envelope)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)`, lane, seq, env.ID, env.Type, env.Key, env.CreatedAt.UTC(), raw)
 	if err != nil {
 		if sqldb.IsUniqueViolation(err) {
-			return Placed{}, fmt.Errorf("%w: %s", ErrDuplicate, env.ID)
+			return 0, fmt.Errorf("%w: %s", ErrDuplicate, env.ID)
 		}
-		return Placed{}, fmt.Errorf("outbox: insert: %w", err)
+		return 0, fmt.Errorf("outbox: insert: %w", err)
 	}
-	return Placed{Lane: lane, Seq: seq}, nil
+	return seq, nil
 }
 
 // PutBatch queues envs in tx like Put does one by one, with one lane update per lane and
