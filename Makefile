@@ -50,7 +50,7 @@ lint: ## gofmt and go vet
 
 .PHONY: fuzz
 fuzz: ## run each fuzz target for 20 s
-	@for spec in "./shared/envelope FuzzEnvelopeRoundTrip" "./ferry/bundle FuzzBundleOpen" "./ferry/spool FuzzManifest" "./internet-gateway/internal/wechat FuzzWeChatNotification" "./internet-gateway/internal/alipay FuzzAlipayNotification" "./internet-gateway/internal/unionpay FuzzUnionPayNotification"; do \
+	@for spec in "./shared/envelope FuzzEnvelopeRoundTrip" "./ferry/bundle FuzzBundleOpen" "./ferry/spool FuzzManifest" "./internet-gateway/internal/wechat FuzzWeChatNotification" "./internet-gateway/internal/alipay FuzzAlipayNotification" "./internet-gateway/internal/unionpay FuzzUnionPayNotification" "./intranet-core/internal/isp FuzzSubmitRequest" "./intranet-core/internal/isp FuzzOrderNoParam" "./intranet-core/internal/isp FuzzRefundRequest" "./intranet-core/internal/bankpay FuzzDecodeQuery" "./intranet-core/internal/bankpay FuzzDecodePayment" "./intranet-core/internal/bankpay FuzzDecodeRecon" "./intranet-core/internal/bankpay FuzzParseFile" "./intranet-core/internal/bill FuzzDecodeCreate" "./internet-gateway/internal/wechat FuzzWeChatRefundNotification" "./internet-gateway/internal/unionpay FuzzUnionPayRefundNotification" "./shared/envelope FuzzRefundPayload"; do \
 		set -- $$spec; $(GO) test -run '^$$' -fuzz "^$$2$$" -fuzztime 20s $$1 || exit 1; done
 
 .PHONY: services

@@ -68,3 +68,26 @@ func FuzzOrderNoParam(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRefundRequest feeds the decoder and validator of POST /partner/v1/isp/refunds (R1)
+// arbitrary bodies: they must never panic, and whatever passes holds well-formed numbers, a
+// positive bounded amount and a reason.
+func FuzzRefundRequest(f *testing.F) {
+	f.Add(`{"isp_refund_no":"IR1","isp_order_no":"ISP1","amount":23000,"reason":"处罚决定撤销"}`)
+	f.Add(`{"isp_refund_no":"IR1","isp_order_no":"ISP1","amount":0,"reason":""}`)
+	f.Add(`{"isp_refund_no":"I R","isp_order_no":"ISP1","amount":1e12,"reason":"x"}`)
+	f.Add(`{"isp_refund_no":"IR1"}{}`)
+	f.Add(`{"amount":"1"}`)
+	e := echo.New()
+	f.Fuzz(func(t *testing.T, body string) {
+		c := e.NewContext(httptest.NewRequest(http.MethodPost, "/partner/v1/isp/refunds", strings.NewReader(body)), httptest.NewRecorder())
+		r, err := isp.DecodeRefund(c)
+		if err != nil {
+			return
+		}
+		if !isp.ValidOrderNo(r.ISPRefundNo) || !isp.ValidOrderNo(r.ISPOrderNo) || r.Amount <= 0 || r.Amount > 100_000_000 ||
+			r.Reason == "" || len(r.Reason) > 240 {
+			t.Fatalf("validated %+v", r)
+		}
+	})
+}
