@@ -27,6 +27,7 @@ import (
 	"finepay/intranet-core/internal/payment"
 	"finepay/intranet-core/internal/pii"
 	"finepay/intranet-core/internal/receipt"
+	"finepay/intranet-core/internal/refundflow"
 	"finepay/intranet-core/internal/task"
 	"finepay/intranet-core/internal/window"
 	"finepay/shared/envelope"
@@ -202,7 +203,7 @@ func serve(ctx context.Context, o options, migrateOnly bool, stdout io.Writer) e
 	if err != nil {
 		return err
 	}
-	payments := payment.NewService(payment.Config{OnDuplicate: startR5(refunds, log), DB: db, Vault: vault, PartnerEncKey: k.partnerEnc, NonTax: nt,
+	payments := payment.NewService(payment.Config{OnDuplicate: refundflow.StartR5(refunds, log), DB: db, Vault: vault, PartnerEncKey: k.partnerEnc, NonTax: nt,
 		Window: window.New(wp), Police: pc, Routers: []payment.ResultRouter{ispSvc}, Logger: log, Registry: reg, Queued: runner.Wake})
 	receipts := receipt.NewService(receipt.Config{DB: db, Platform: ereceipt.New(erp, k.partnerSign), UnitKey: k.unitSign,
 		Outbox: ob, Logger: log})

@@ -32,6 +32,8 @@ import (
 	"finepay/intranet-core/internal/payment"
 	"finepay/intranet-core/internal/pii"
 	"finepay/intranet-core/internal/receipt"
+	"finepay/intranet-core/internal/refund"
+	"finepay/intranet-core/internal/refundflow"
 	"finepay/intranet-core/internal/task"
 	"finepay/intranet-core/internal/window"
 	"finepay/shared/bizdate"
@@ -72,6 +74,7 @@ type Env struct {
 	Bills    *bill.Service
 	Payments *payment.Service
 	Receipts *receipt.Service
+	Refunds  *refund.Service
 	Runner   *task.Runner
 	Consumer *inbox.Consumer
 	Registry *prometheus.Registry
@@ -112,8 +115,16 @@ func New(t testing.TB, db *sqldb.DB, o Options) *Env {
 	handlers := map[string]task.Handler{}
 	e.Runner = task.NewRunner(task.Config{DB: db, Handlers: handlers, Now: e.Clock.Now, Jitter: func() float64 { return 0 },
 		Logger: log, Registry: e.Registry})
+	gw := refund.GatewayInstructor{Outbox: e.Outbox, Now: e.Clock.Now}
+	ntc := newClient()
+	e.Refunds = refund.NewService(refund.Config{DB: db, Applier: ereceipt.New(newClient(), nil), Reviewer: nt,
+		Instructors: map[string]refund.Instructor{"wechat": gw, "alipay": gw, "unionpay": gw},
+		NonTax:      nontax.NewReporter(ntc, nontax.PathRefundResults),
+		Route: map[refund.Route]refund.Reporter{refund.R1: nontax.NewReporter(ntc, PathISPRefundResults),
+			refund.R5: nontax.NewReporter(ntc, PathUnifiedRefundResults)},
+		Facts: refundflow.Facts, OnRefunded: refundflow.RedFlushOnRefund(e.Clock.Now), Now: e.Clock.Now, Logger: log})
 	e.Payments = payment.NewService(payment.Config{DB: db, Vault: vault, PartnerEncKey: encKey, NonTax: nt,
-		Window: window.New(newClient()), Now: e.Clock.Now, Logger: log, Registry: e.Registry})
+		Window: window.New(newClient()), OnDuplicate: refundflow.StartR5(e.Refunds, log), Now: e.Clock.Now, Logger: log, Registry: e.Registry})
 	e.Receipts = receipt.NewService(receipt.Config{DB: db, Platform: ereceipt.New(newClient(), e.PKI.PartnerSign.Cert.PublicKey()),
 		UnitKey: e.PKI.Unit.Key, Outbox: e.Outbox, Now: e.Clock.Now, Logger: log})
 	e.seedStock(t)
@@ -122,8 +133,12 @@ func New(t testing.TB, db *sqldb.DB, o Options) *Env {
 	for kind, h := range e.Receipts.Handlers() {
 		handlers[kind] = h
 	}
+	for kind, h := range e.Refunds.Handlers() {
+		handlers[kind] = h
+	}
 	e.Consumer = inbox.NewConsumer(inbox.Config{DB: db, Logger: log, Now: e.Clock.Now, Registry: e.Registry,
-		Handlers: map[string]inbox.Handler{envelope.TypePaymentConfirmed: e.Payments.HandleConfirmed}})
+		Handlers: map[string]inbox.Handler{envelope.TypePaymentConfirmed: e.Payments.HandleConfirmed,
+			envelope.TypeRefundResult: e.Refunds.HandleResult}})
 	return e
 }
 
@@ -171,6 +186,16 @@ func (e *Env) GoodReply(r partnertest.Request) partnertest.Reply {
 		var w ereceipt.WriteOffReport
 		r.JSON(&w)
 		return partnertest.Reply{Body: map[string]any{"period": w.Period, "status": "written-off", "discrepancies": []any{}}}
+	case strings.HasPrefix(r.Path, ereceipt.PathRefundApplications):
+		var a refund.Application
+		r.JSON(&a)
+		return partnertest.Reply{Body: map[string]string{"status": "accepted", "refund_no": a.RefundNo}}
+	case strings.HasPrefix(r.Path, nontax.PathRefundReviews):
+		no, _, _ := strings.Cut(strings.TrimPrefix(r.Path, nontax.PathRefundReviews), "?")
+		return partnertest.Reply{Body: map[string]string{"refund_no": no, "status": refund.ReviewApproved, "note": "approved"}}
+	case strings.HasPrefix(r.Path, nontax.PathRefundResults), strings.HasPrefix(r.Path, PathISPRefundResults),
+		strings.HasPrefix(r.Path, PathUnifiedRefundResults):
+		return partnertest.Reply{Body: map[string]string{"status": "accepted"}}
 	case strings.HasPrefix(r.Path, ereceipt.PathMasterData):
 		return partnertest.Reply{Body: map[string]any{"version": "v1",
 			"units": []map[string]string{{"unit_code": "230100", "unit_name": "哈尔滨市公安局交通警察支队", "region_code": "230100"}},
@@ -178,6 +203,13 @@ func (e *Env) GoodReply(r partnertest.Request) partnertest.Reply {
 	}
 	return partnertest.Reply{Status: http.StatusNotFound, Body: map[string]string{"code": "NOT_FOUND"}}
 }
+
+// Paths where the test partner takes refund outcomes of R1 and R5 (the core's own paths are in
+// cmd/core).
+const (
+	PathISPRefundResults     = "/isp/v1/refund-results"
+	PathUnifiedRefundResults = "/unified/v1/refund-results"
+)
 
 // Layout is the layout file of the test receipts.
 var Layout = []byte("%PDF-1.4\n% coretest\n%%EOF\n")

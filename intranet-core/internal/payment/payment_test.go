@@ -14,6 +14,7 @@ import (
 	"finepay/intranet-core/internal/nontax"
 	"finepay/intranet-core/internal/payment"
 	"finepay/intranet-core/internal/receipt"
+	"finepay/intranet-core/internal/refund"
 	"finepay/intranet-core/internal/task"
 	"finepay/intranet-core/internal/window"
 	"finepay/shared/envelope"
@@ -125,8 +126,9 @@ func TestR5PaymentConfirmedDuplicateIsRecordedNotLost(t *testing.T) {
 		if b := billStatus(t, env, v.BillNo); b.PaymentID.Int64 != first.ID {
 			t.Fatal("the duplicate took over the bill")
 		}
-		if n := len(env.Tasks(t, "")); n != 3 {
-			t.Fatalf("%d tasks, want 3 (none for the duplicate)", n)
+		// The duplicate's only task is its refund's application (R5); no report, no receipt.
+		if n, r5 := len(env.Tasks(t, "")), len(env.Tasks(t, refund.KindApply)); n != 4 || r5 != 1 {
+			t.Fatalf("%d tasks of which %d refund applications, want 4 and 1", n, r5)
 		}
 		if c := metric(env, "core_payments_recorded_total", "result", "duplicate"); c != 1 {
 			t.Fatalf("duplicate metric %v", c)
