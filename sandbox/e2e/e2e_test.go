@@ -115,7 +115,7 @@ func startSystem(t *testing.T, b backend) *launch.System {
 	o := launch.Options{
 		BinDir: binDir, Certs: certsDir, VarDir: t.TempDir(),
 		GatewayDB: b.gatewayDB(t), CoreDB: b.coreDB(t), Redis: b.redis, RedisPfx: "fp:e2e:" + hex.EncodeToString(pfx) + ":",
-		ClerkPassword: "Clerk-e2e-Pass1",
+		ClerkPassword: "Clerk-e2e-Pass1", ReviewerPassword: "Reviewer-e2e-Pass1",
 		Env: map[string]string{
 			"SANDBOX_WECHAT_SCHEDULE_SCALE": "0.01",
 			// Alipay sends every notification twice, TRADE_FINISHED before TRADE_SUCCESS;
