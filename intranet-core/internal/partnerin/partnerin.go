@@ -140,8 +140,8 @@ func (g *Guard) Middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Set(callerKey, app)
 
 		if req.Method == http.MethodGet || req.Method == http.MethodHead {
-			res := run(c, next)
-			g.record(c, app, rid, res.status, res.body, "")
+			res := httpx.Capture(c, next)
+			g.record(c, app, rid, res.Status, res.Body, "")
 			return g.reply(c, rid, res, false)
 		}
 		sum := sha256.Sum256([]byte(req.Method + "\n" + req.URL.RequestURI() + "\n" + string(body)))
@@ -155,14 +155,14 @@ func (g *Guard) Middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			return g.refuse(c, app, rid, httpx.Wrap(http.StatusServiceUnavailable, "UNAVAILABLE", "the request could not be recorded; retry", err))
 		}
 		if stored != nil {
-			g.record(c, app, rid, stored.status, stored.body, "replayed")
+			g.record(c, app, rid, stored.Status, stored.Body, "replayed")
 			return g.reply(c, rid, *stored, true)
 		}
-		res := run(c, next)
+		res := httpx.Capture(c, next)
 		if err := g.finish(context.WithoutCancel(req.Context()), app, rid, res); err != nil {
 			g.cfg.Logger.Error("partner answer not stored", "caller", app, "request_id", rid, "err", err)
 		}
-		g.record(c, app, rid, res.status, res.body, "")
+		g.record(c, app, rid, res.Status, res.Body, "")
 		return g.reply(c, rid, res, false)
 	}
 }
@@ -201,7 +201,7 @@ func (g *Guard) verify(req *http.Request, body []byte) *httpx.Error {
 
 // begin claims (caller, rid) for this request. It returns the stored answer of an earlier
 // attempt, or nil when this attempt is to run the handler.
-func (g *Guard) begin(ctx context.Context, app, rid, hash string) (*result, error) {
+func (g *Guard) begin(ctx context.Context, app, rid, hash string) (*httpx.Captured, error) {
 	db := g.cfg.DB
 	now := g.cfg.Now().UTC()
 	for range 3 {
@@ -232,7 +232,7 @@ func (g *Guard) begin(ctx context.Context, app, rid, hash string) (*result, erro
 			return nil, httpx.NewError(http.StatusConflict, "REQUEST_ID_CONFLICT",
 				fmt.Sprintf("request ID %s was already used for a different request", rid))
 		case status != 0:
-			return &result{status: status, header: jsonHeader(), body: body}, nil
+			return &httpx.Captured{Status: status, Header: jsonHeader(), Body: body}, nil
 		case now.Sub(created) < StaleAfter:
 			return nil, httpx.NewError(http.StatusConflict, "REQUEST_IN_PROGRESS",
 				fmt.Sprintf("request %s is being answered; retry", rid))
@@ -251,13 +251,13 @@ func (g *Guard) begin(ctx context.Context, app, rid, hash string) (*result, erro
 }
 
 // finish stores an answer below 500, or lets the request ID go so that a retry runs again.
-func (g *Guard) finish(ctx context.Context, app, rid string, res result) error {
-	if res.status >= 500 {
+func (g *Guard) finish(ctx context.Context, app, rid string, res httpx.Captured) error {
+	if res.Status >= 500 {
 		_, err := g.cfg.DB.ExecContext(ctx, `DELETE FROM partner_requests WHERE caller = $1 AND request_id = $2 AND status = 0`, app, rid)
 		return err
 	}
 	_, err := g.cfg.DB.ExecContext(ctx, `UPDATE partner_requests SET status = $1, body = $2 WHERE caller = $3 AND request_id = $4`,
-		res.status, res.body, app, rid)
+		res.Status, res.Body, app, rid)
 	return err
 }
 
@@ -266,8 +266,8 @@ func (g *Guard) refuse(c echo.Context, app, rid string, e *httpx.Error) error {
 	g.cfg.Logger.Warn("partner request refused", "caller", app, "request_id", rid, "path", c.Request().URL.Path,
 		"status", e.Status, "code", e.Code, "err", e.Error())
 	body, _ := json.Marshal(httpx.ErrorBody{Code: e.Code, Message: e.Message})
-	res := result{status: e.Status, header: jsonHeader(), body: body}
-	g.record(c, app, rid, res.status, res.body, e.Message)
+	res := httpx.Captured{Status: e.Status, Header: jsonHeader(), Body: body}
+	g.record(c, app, rid, res.Status, res.Body, e.Message)
 	return g.reply(c, rid, res, false)
 }
 
@@ -305,15 +305,15 @@ func truncate(s string, n int) string {
 }
 
 // reply signs res and sends it.
-func (g *Guard) reply(c echo.Context, rid string, res result, replayed bool) error {
+func (g *Guard) reply(c echo.Context, rid string, res httpx.Captured, replayed bool) error {
 	ts := g.cfg.Now().Unix()
-	sig, err := g.cfg.Key.Sign(g.cfg.Rand, partner.ResponseSigningString(g.cfg.Node, rid, ts, res.status, res.body))
+	sig, err := g.cfg.Key.Sign(g.cfg.Rand, partner.ResponseSigningString(g.cfg.Node, rid, ts, res.Status, res.Body))
 	if err != nil {
 		return fmt.Errorf("partnerin: sign answer: %w", err)
 	}
-	h := c.Response().Header()
-	for k, v := range res.header {
-		h[k] = append([]string(nil), v...)
+	h := res.Header.Clone()
+	if h == nil {
+		h = http.Header{}
 	}
 	h.Set(partner.HeaderApp, g.cfg.Node)
 	h.Set(partner.HeaderRequestID, rid)
@@ -322,58 +322,10 @@ func (g *Guard) reply(c echo.Context, rid string, res result, replayed bool) err
 	if replayed {
 		h.Set("X-FP-Replayed", "true")
 	}
-	c.Response().WriteHeader(res.status)
-	if len(res.body) == 0 || c.Request().Method == http.MethodHead {
-		return nil
-	}
-	_, err = c.Response().Write(res.body)
-	return err
+	res.Header = h
+	return httpx.WriteCaptured(c, res)
 }
 
 func jsonHeader() http.Header {
 	return http.Header{echo.HeaderContentType: {echo.MIMEApplicationJSONCharsetUTF8}}
-}
-
-// result is a buffered answer.
-type result struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-// run calls next with the response buffered; an error is rendered by echo's error handler into
-// the buffer, as it would have been after the chain.
-func run(c echo.Context, next echo.HandlerFunc) result {
-	orig := c.Response()
-	rec := &recorder{header: http.Header{}}
-	c.SetResponse(echo.NewResponse(rec, c.Echo()))
-	defer c.SetResponse(orig)
-	if err := next(c); err != nil {
-		c.Error(err)
-	}
-	if rec.status == 0 {
-		rec.status = http.StatusOK
-	}
-	return result{status: rec.status, header: rec.header, body: rec.body.Bytes()}
-}
-
-type recorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (r *recorder) Header() http.Header { return r.header }
-
-func (r *recorder) WriteHeader(status int) {
-	if r.status == 0 {
-		r.status = status
-	}
-}
-
-func (r *recorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return r.body.Write(b)
 }

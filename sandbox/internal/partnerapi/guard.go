@@ -19,8 +19,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"finepay/sandbox/internal/apierr"
-	"finepay/sandbox/internal/capture"
 	"finepay/sandbox/internal/partnersig"
+	"finepay/shared/httpx"
 )
 
 // Caller is a node allowed to call the partner endpoints.
@@ -143,7 +143,7 @@ func (g *Guard) Middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Set(CallerKey, env.App)
 
 		if req.Method == http.MethodGet || req.Method == http.MethodHead {
-			return g.reply(c, env.RequestID, capture.Run(c, next), false)
+			return g.reply(c, env.RequestID, httpx.Capture(c, next), false)
 		}
 		hash := sha256.Sum256([]byte(req.Method + "\n" + req.RequestURI + "\n" + string(body)))
 		stored, finish, err := g.store.Begin(req.Context(), env.App+"\n"+env.RequestID, hash)
@@ -156,7 +156,7 @@ func (g *Guard) Middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		case stored != nil:
 			return g.reply(c, env.RequestID, *stored, true)
 		}
-		res := capture.Run(c, next)
+		res := httpx.Capture(c, next)
 		if res.Status < 500 {
 			finish(&res)
 		} else {
@@ -199,11 +199,11 @@ func envelopeError(err error) *apierr.Error {
 }
 
 func (g *Guard) fail(c echo.Context, rid string, e *apierr.Error) error {
-	res := capture.Run(c, func(echo.Context) error { return e })
+	res := httpx.Capture(c, func(echo.Context) error { return e })
 	return g.reply(c, rid, res, false)
 }
 
-func (g *Guard) reply(c echo.Context, rid string, res capture.Result, replay bool) error {
+func (g *Guard) reply(c echo.Context, rid string, res httpx.Captured, replay bool) error {
 	h := res.Header.Clone()
 	if h == nil {
 		h = http.Header{}
@@ -215,5 +215,5 @@ func (g *Guard) reply(c echo.Context, rid string, res capture.Result, replay boo
 		h.Set("X-FP-Replayed", "true")
 	}
 	res.Header = h
-	return capture.Write(c, res)
+	return httpx.WriteCaptured(c, res)
 }

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"sync"
 
-	"finepay/sandbox/internal/capture"
+	"finepay/shared/httpx"
 )
 
 // ErrConflict is returned by Begin for a known key with a different request hash.
@@ -21,7 +21,7 @@ type Store struct {
 type entry struct {
 	hash   [32]byte
 	done   chan struct{}
-	answer *capture.Result
+	answer *httpx.Captured
 }
 
 // NewStore returns an empty store.
@@ -30,7 +30,7 @@ func NewStore() *Store { return &Store{entries: map[string]*entry{}} }
 // Begin looks key up. It returns the stored answer when there is one; ErrConflict when key was
 // used for a request with another hash; otherwise a finish function that the caller must call
 // exactly once with the answer to store, or nil to store nothing (a later retry then runs anew).
-func (s *Store) Begin(ctx context.Context, key string, hash [32]byte) (*capture.Result, func(*capture.Result), error) {
+func (s *Store) Begin(ctx context.Context, key string, hash [32]byte) (*httpx.Captured, func(*httpx.Captured), error) {
 	for {
 		s.mu.Lock()
 		e, ok := s.entries[key]
@@ -59,9 +59,9 @@ func (s *Store) Begin(ctx context.Context, key string, hash [32]byte) (*capture.
 	}
 }
 
-func (s *Store) finisher(key string, e *entry) func(*capture.Result) {
+func (s *Store) finisher(key string, e *entry) func(*httpx.Captured) {
 	var once sync.Once
-	return func(a *capture.Result) {
+	return func(a *httpx.Captured) {
 		once.Do(func() {
 			s.mu.Lock()
 			if a == nil {

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"testing"
 
-	"finepay/sandbox/internal/capture"
 	"finepay/sandbox/internal/partnerapi"
+	"finepay/shared/httpx"
 )
 
 func TestStore(t *testing.T) {
@@ -23,12 +23,12 @@ func TestStore(t *testing.T) {
 		t.Fatalf("other hash while in progress: %v", err)
 	}
 	// A waiter gets the answer once it is stored.
-	got := make(chan *capture.Result, 1)
+	got := make(chan *httpx.Captured, 1)
 	go func() {
 		a, _, _ := s.Begin(ctx, "core\nr1", h1)
 		got <- a
 	}()
-	finish(&capture.Result{Status: 200, Body: []byte("ok")})
+	finish(&httpx.Captured{Status: 200, Body: []byte("ok")})
 	if a := <-got; a == nil || string(a.Body) != "ok" {
 		t.Fatalf("waiter got %+v", a)
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"finepay/sandbox/internal/capture"
+	"finepay/shared/httpx"
 )
 
 // maxBody bounds an API request body.
@@ -23,19 +23,19 @@ func (s *Sim) signedAPI(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
 		body, err := io.ReadAll(io.LimitReader(req.Body, maxBody+1))
-		var res capture.Result
+		var res httpx.Captured
 		switch {
 		case err != nil:
-			res = capture.Run(c, fail(apiError(http.StatusBadRequest, "PARAM_ERROR", "reading the body failed")))
+			res = httpx.Capture(c, fail(apiError(http.StatusBadRequest, "PARAM_ERROR", "reading the body failed")))
 		case len(body) > maxBody:
-			res = capture.Run(c, fail(apiError(http.StatusRequestEntityTooLarge, "PARAM_ERROR", "the body exceeds %d bytes", maxBody)))
+			res = httpx.Capture(c, fail(apiError(http.StatusRequestEntityTooLarge, "PARAM_ERROR", "the body exceeds %d bytes", maxBody)))
 		default:
 			req.Body = io.NopCloser(bytes.NewReader(body))
 			if verr := s.verifyRequest(req, body); verr != nil {
 				s.log.WarnContext(req.Context(), "wechat request signature refused", "path", req.URL.Path, "err", verr)
-				res = capture.Run(c, fail(apiError(http.StatusUnauthorized, "SIGN_ERROR", "签名错误: %s", reason(verr))))
+				res = httpx.Capture(c, fail(apiError(http.StatusUnauthorized, "SIGN_ERROR", "签名错误: %s", reason(verr))))
 			} else {
-				res = capture.Run(c, next)
+				res = httpx.Capture(c, next)
 			}
 		}
 		h, err := s.platformHeaders(res.Body)
@@ -45,7 +45,7 @@ func (s *Sim) signedAPI(next echo.HandlerFunc) echo.HandlerFunc {
 		for k, v := range h {
 			res.Header[k] = v
 		}
-		return capture.Write(c, res)
+		return httpx.WriteCaptured(c, res)
 	}
 }
 

@@ -1,6 +1,4 @@
-// Package capture buffers an echo handler's whole response (status, headers, body), so that a
-// middleware can sign the exact bytes, or store them for an idempotent replay, before sending.
-package capture
+package httpx
 
 import (
 	"bytes"
@@ -9,16 +7,17 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// Result is a buffered response.
-type Result struct {
+// Captured is a buffered response.
+type Captured struct {
 	Status int
 	Header http.Header
 	Body   []byte
 }
 
-// Run calls next with the response redirected to a buffer. An error returned by next is rendered
+// Capture calls next with the response redirected to a buffer, so that a middleware can sign the
+// exact bytes, or store them for an idempotent replay, before sending. An error returned by next is rendered
 // into the buffer by the echo error handler, as echo would have done after the chain.
-func Run(c echo.Context, next echo.HandlerFunc) Result {
+func Capture(c echo.Context, next echo.HandlerFunc) Captured {
 	orig := c.Response()
 	rec := &recorder{header: http.Header{}}
 	c.SetResponse(echo.NewResponse(rec, c.Echo()))
@@ -30,11 +29,11 @@ func Run(c echo.Context, next echo.HandlerFunc) Result {
 	if status == 0 {
 		status = http.StatusOK
 	}
-	return Result{Status: status, Header: rec.header, Body: rec.body.Bytes()}
+	return Captured{Status: status, Header: rec.header, Body: rec.body.Bytes()}
 }
 
-// Write sends res through c's real response, adding its headers to those already set.
-func Write(c echo.Context, res Result) error {
+// WriteCaptured sends res through c's real response, adding its headers to those already set.
+func WriteCaptured(c echo.Context, res Captured) error {
 	h := c.Response().Header()
 	for k, v := range res.Header {
 		h[k] = append([]string(nil), v...)
