@@ -16,6 +16,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"os"
 	"regexp"
 	"strings"
@@ -124,4 +126,19 @@ func LoadKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("lookup: key file %s must hold %d bytes in hex", path, KeySize)
 	}
 	return k, nil
+}
+
+// LoadOptionalKey reads the lookup key file at path for a process that can run without one: nil
+// and no error when path is empty or the file is absent (logged as a warning, with what is
+// missing without it), an error when the file cannot be read or is malformed.
+func LoadOptionalKey(path string, log *slog.Logger, without string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	k, err := LoadKey(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		log.Warn("no lookup key: "+without, "path", path)
+		return nil, nil
+	}
+	return k, err
 }

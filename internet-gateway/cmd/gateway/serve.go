@@ -30,6 +30,7 @@ import (
 	"finepay/internet-gateway/internal/wechat"
 	"finepay/shared/httpx"
 	"finepay/shared/logging"
+	"finepay/shared/lookup"
 )
 
 // hooks let tests observe and steer a running gateway; the zero value is production.
@@ -188,7 +189,7 @@ func serve(ctx context.Context, o options, migrateOnly bool, stdout io.Writer, h
 			sandboxPay[ch] = u
 		}
 	}
-	lookupKey, err := loadLookupKey(o, log)
+	lookupKey, err := lookup.LoadOptionalKey(o.lookupKeyPath(), log, "the lookup page by decision number is not served")
 	if err != nil {
 		return err
 	}

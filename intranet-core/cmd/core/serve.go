@@ -34,6 +34,7 @@ import (
 	"finepay/shared/gm"
 	"finepay/shared/httpx"
 	"finepay/shared/logging"
+	"finepay/shared/lookup"
 )
 
 // keys are the SM2 keys and certificates the core works with.
@@ -160,7 +161,7 @@ func serve(ctx context.Context, o options, migrateOnly bool, stdout io.Writer) e
 	if o.Lanes < 1 || o.Lanes > 64 {
 		return fmt.Errorf("-lanes %d: want 1 to 64", o.Lanes)
 	}
-	lookupKey, err := loadLookupKey(o, log)
+	lookupKey, err := lookup.LoadOptionalKey(o.lookupKeyPath(), log, "bills are published without a lookup hash, payers cannot find them by decision number on the gateway")
 	if err != nil {
 		return err
 	}
