@@ -36,10 +36,11 @@ func newRefunds(o options, db *sqldb.DB, ob *outbox.Outbox, erp, ntp, wp *partne
 		return nil, err
 	}
 	nt := nontax.New(ntp)
+	gw := refund.GatewayInstructor{Outbox: ob, Now: time.Now}
 	return refund.NewService(refund.Config{DB: db,
 		Applier:     ereceipt.New(erp, nil),
 		Reviewer:    nt,
-		Instructors: map[string]refund.Instructor{"wechat": refund.GatewayInstructor{Outbox: ob, Now: time.Now}, "alipay": refund.GatewayInstructor{Outbox: ob, Now: time.Now}, "unionpay": refund.GatewayInstructor{Outbox: ob, Now: time.Now}},
+		Instructors: map[string]refund.Instructor{"wechat": gw, "alipay": gw, "unionpay": gw},
 		NonTax:      nontax.NewReporter(ntp, nontax.PathRefundResults),
 		Route: map[refund.Route]refund.Reporter{
 			refund.R1: nontax.NewReporter(ip, pathISPRefundResults),
