@@ -153,33 +153,91 @@ func (o *Outbox) Put(ctx context.Context, tx *sql.Tx, env envelope.Envelope) (Pl
 }
 
 // putPostgres takes the lane's next sequence and inserts the row in one statement (one round
-// trip): the lane row is locked from this statement to the end of the caller's transaction,
-// which should thus make Put its last statement before the commit. A lane over its backlog
-// bound yields no row: the increment is then undone with the caller's transaction, which must
-// roll back.
+// trip, the clauses of Queue): the lane row is locked from this statement to the end of the
+// caller's transaction, which should thus make Put its last statement before the commit.
 func (o *Outbox) putPostgres(ctx context.Context, tx *sql.Tx, lane string, env envelope.Envelope, raw []byte) (int64, error) {
+	clauses, args := Queued{lane: lane, env: env, raw: raw}.clauses(o.maxBacklog, "TRUE", 1)
 	var seq int64
-	err := tx.QueryRowContext(ctx, `WITH s AS (
-			INSERT INTO ferry_lane_out (lane, last_seq, acked_seq) VALUES ($1, 1, 0)
-			ON CONFLICT (lane) DO UPDATE SET last_seq = ferry_lane_out.last_seq + 1 RETURNING last_seq, acked_seq)
-		INSERT INTO ferry_outbox (lane, seq, message_id, type, msg_key, created_at, envelope)
-		SELECT $1::text, s.last_seq, $2::text, $3::text, $4::text, $5::timestamptz, $6::bytea FROM s
-		WHERE s.last_seq - s.acked_seq <= $7::bigint
-		RETURNING seq`, lane, env.ID, env.Type, env.Key, env.CreatedAt.UTC(), raw, o.maxBacklog).Scan(&seq)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		var last, acked int64
-		if err := tx.QueryRowContext(ctx, `SELECT last_seq, acked_seq FROM ferry_lane_out WHERE lane = $1`, lane).Scan(&last, &acked); err != nil {
-			return 0, fmt.Errorf("outbox: lane %s: %w", lane, err)
-		}
-		o.refused.WithLabelValues(lane).Inc()
-		return 0, fmt.Errorf("%w: lane %s holds %d unacknowledged messages (bound %d)", ErrBackpressure, lane, last-1-acked, o.maxBacklog)
-	case err != nil && sqldb.IsUniqueViolation(err):
-		return 0, fmt.Errorf("%w: %s", ErrDuplicate, env.ID)
-	case err != nil:
-		return 0, fmt.Errorf("outbox: lane %s: insert: %w", lane, err)
+	if err := tx.QueryRowContext(ctx, `WITH `+clauses+` SELECT seq FROM ferry_msg`, args...).Scan(&seq); err != nil {
+		return 0, o.Refused(err, env.ID)
 	}
 	return seq, nil
+}
+
+// Queued is a message checked, encoded and assigned its lane, ready to be queued by a caller's
+// own statement on PostgreSQL (Clauses).
+type Queued struct {
+	lane string
+	env  envelope.Envelope
+	raw  []byte
+}
+
+// Lane is the lane the message goes to.
+func (q Queued) Lane() string { return q.lane }
+
+// Prepare validates env against the catalogue and encodes it, for Clauses.
+func (o *Outbox) Prepare(env envelope.Envelope) (Queued, error) {
+	if err := env.Check(); err != nil {
+		return Queued{}, err
+	}
+	raw, err := env.Marshal()
+	if err != nil {
+		return Queued{}, err
+	}
+	lane, err := envelope.Lane(env.Type, env.Key, o.partitions)
+	if err != nil {
+		return Queued{}, err
+	}
+	return Queued{lane: lane, env: env, raw: raw}, nil
+}
+
+// backlogFull is the text of the error a queueing statement raises for a lane over its bound.
+const backlogFull = "ferry outbox: backlog full on lane "
+
+// Clauses returns two WITH clauses (ferry_lane and ferry_msg, comma-separated, without the
+// WITH) that queue q on PostgreSQL when cond, a boolean SQL expression over the caller's
+// earlier clauses, holds: the lane's next sequence is taken and the row inserted. Their
+// parameters are numbered from first. The clauses are data-modifying, so they run whether or
+// not the caller's final SELECT reads them, and a lane over its backlog bound makes the whole
+// statement fail (Refused turns that error into ErrBackpressure, as it does a message ID
+// already queued into ErrDuplicate). A caller can thus queue a message in the very statement
+// that records the change causing it, and run that statement alone (autocommit): the lane's
+// row is then locked only while the statement commits.
+func (o *Outbox) Clauses(q Queued, cond string, first int) (string, []any) {
+	return q.clauses(o.maxBacklog, cond, first)
+}
+
+func (q Queued) clauses(maxBacklog int64, cond string, first int) (string, []any) {
+	n := func(i int) string { return fmt.Sprintf("$%d", first+i) }
+	sql := `ferry_lane AS (
+			INSERT INTO ferry_lane_out (lane, last_seq, acked_seq) SELECT ` + n(0) + `::text, 1, 0 WHERE ` + cond + `
+			ON CONFLICT (lane) DO UPDATE SET last_seq = ferry_lane_out.last_seq + 1 RETURNING lane, last_seq, acked_seq),
+		ferry_msg AS (
+			INSERT INTO ferry_outbox (lane, seq, message_id, type, msg_key, created_at, envelope)
+			SELECT l.lane, CASE WHEN l.last_seq - l.acked_seq <= ` + n(6) + `::bigint THEN l.last_seq
+					ELSE ('` + backlogFull + `' || l.lane)::bigint END,
+				` + n(1) + `::text, ` + n(2) + `::text, ` + n(3) + `::text, ` + n(4) + `::timestamptz, ` + n(5) + `::bytea FROM ferry_lane l
+			RETURNING seq)`
+	return sql, []any{q.lane, q.env.ID, q.env.Type, q.env.Key, q.env.CreatedAt.UTC(), q.raw, maxBacklog}
+}
+
+// Refused maps the error of a statement that ran Clauses for the message ID id: a lane over
+// its backlog bound becomes ErrBackpressure (and is counted in
+// ferry_outbox_backpressure_total), a message ID already queued ErrDuplicate; other errors are
+// returned as they are.
+func (o *Outbox) Refused(err error, id string) error {
+	switch {
+	case err == nil:
+		return nil
+	case strings.Contains(err.Error(), backlogFull):
+		lane := err.Error()[strings.Index(err.Error(), backlogFull)+len(backlogFull):]
+		lane, _, _ = strings.Cut(lane, `"`)
+		o.refused.WithLabelValues(lane).Inc()
+		return fmt.Errorf("%w: lane %s holds %d or more unacknowledged messages", ErrBackpressure, lane, o.maxBacklog)
+	case sqldb.IsUniqueViolation(err) && strings.Contains(err.Error(), "ferry_outbox_message_id"):
+		return fmt.Errorf("%w: %s", ErrDuplicate, id)
+	}
+	return err
 }
 
 // putSQLite takes the lane's next sequence, then inserts the row (SQLite has no data-modifying

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"finepay/ferry/outbox"
+	"finepay/ferry/sqldb"
 	"finepay/internet-gateway/internal/store"
 	"finepay/shared/envelope"
 	"finepay/shared/money"
@@ -104,35 +105,92 @@ func (r *Recorder) Record(ctx context.Context, c Confirmation) (Result, error) {
 }
 
 // record is Record; when note is not nil, it also stores that notification with its verdict
-// (accepted, or duplicate when the payment was recorded before) in the payment's transaction,
-// and returns its ID.
+// (accepted, or duplicate when the payment was recorded before) with the payment, and returns
+// its ID.
 //
 // The order is marked paid, the payment inserted, the bill marked paid and the notification
-// stored by one store call (one statement on PostgreSQL, see store.PaymentRecord); the outbox
-// row comes last, so that the lane's row lock is held from it to the commit only. A payment of
-// an unknown order or for another amount changes nothing: its transaction rolls back.
+// stored by one store call (see store.PaymentRecord). On PostgreSQL the same statement queues
+// the PaymentConfirmed in the ferry outbox and runs alone (autocommit): the order is read first
+// (its bill and amounts go into the message), then one statement records everything or
+// nothing, and the outbox lane's row stays locked only while that statement commits. On SQLite
+// the steps run in one transaction, the outbox row last. A payment of an unknown order or for
+// another amount changes nothing.
 func (r *Recorder) record(ctx context.Context, c Confirmation, note *store.Notification) (Result, int64, error) {
+	var (
+		res    Result
+		token  string
+		noteID int64
+		err    error
+	)
+	if r.store.DB.Dialect == sqldb.Postgres {
+		res, token, noteID, err = r.recordStatement(ctx, c, note)
+	} else {
+		res, token, noteID, err = r.recordTx(ctx, c, note)
+	}
+	if err != nil {
+		if store.IsUniqueViolation(err) {
+			return Result{}, 0, fmt.Errorf("%w: %s: %w", ErrOrderPaid, c.OrderNo, err)
+		}
+		return Result{}, 0, err
+	}
+	if !res.Duplicate {
+		r.recorded.WithLabelValues(c.Channel).Inc()
+		r.bills.Invalidate(ctx, token)
+		r.log.Info("payment: recorded", "channel", c.Channel, "channel_trade_no", c.ChannelTradeNo, "order_no", c.OrderNo,
+			"bill_no", res.Payment.BillNo, "amount", int64(res.Payment.Amount), "source", c.Source, "message_id", res.Payment.MessageID)
+	}
+	return res, noteID, nil
+}
+
+// recordStatement is record on PostgreSQL: a read of the order, then one statement.
+func (r *Recorder) recordStatement(ctx context.Context, c Confirmation, note *store.Notification) (Result, string, int64, error) {
+	o, err := r.store.OrderGet(ctx, r.store.DB, c.OrderNo, false)
+	if err := orderMismatch(c, o, err); err != nil {
+		return Result{}, "", 0, err
+	}
+	now := r.now()
+	p := r.payment(c, now)
+	p.BillNo, p.Fine, p.LateFee = o.BillNo, o.Fine, o.LateFee
+	env, err := confirmed(p, c, now)
+	if err != nil {
+		return Result{}, "", 0, err
+	}
+	q, err := r.outbox.Prepare(env)
+	if err != nil {
+		return Result{}, "", 0, err
+	}
+	rec, err := r.store.PaymentRecord(ctx, r.store.DB, store.PaymentRecording{Payment: p, Notification: note,
+		Queue: func(cond string, first int) (string, []any) { return r.outbox.Clauses(q, cond, first) }})
+	if errors.Is(err, store.ErrNotFound) {
+		// The order was there a moment ago with this channel and amount, and orders are not deleted.
+		return Result{}, "", 0, fmt.Errorf("payment: order %s not marked paid: %w", c.OrderNo, err)
+	}
+	if err != nil {
+		return Result{}, "", 0, r.outbox.Refused(err, env.ID)
+	}
+	if !rec.Inserted {
+		prev, err := r.store.PaymentGetByTrade(ctx, r.store.DB, c.Channel, c.ChannelTradeNo)
+		if err != nil {
+			return Result{}, "", 0, err
+		}
+		return Result{Payment: prev, Duplicate: true}, "", rec.NotificationID, nil
+	}
+	return Result{Payment: rec.Payment}, rec.Token, rec.NotificationID, nil
+}
+
+// recordTx is record in one transaction (SQLite).
+func (r *Recorder) recordTx(ctx context.Context, c Confirmation, note *store.Notification) (Result, string, int64, error) {
 	var res Result
 	var token string
 	var noteID int64
 	err := r.store.DB.Tx(ctx, func(tx *sql.Tx) error {
 		res, token, noteID = Result{}, "", 0
 		now := r.now()
-		rec, err := r.store.PaymentRecord(ctx, tx, store.PaymentRecording{Payment: store.Payment{
-			Channel: c.Channel, ChannelTradeNo: c.ChannelTradeNo, OrderNo: c.OrderNo, Amount: c.Amount, PaidAt: c.PaidAt,
-			MessageID: MessageID(c.Channel, c.ChannelTradeNo), NotificationID: c.NotificationID, Source: c.Source,
-			RecordedAt: now,
-		}, Notification: note})
+		rec, err := r.store.PaymentRecord(ctx, tx, store.PaymentRecording{Payment: r.payment(c, now), Notification: note})
 		if errors.Is(err, store.ErrNotFound) {
-			// No order of this number, channel and amount: say which (nothing was changed).
 			o, err := r.store.OrderGet(ctx, tx, c.OrderNo, false)
-			switch {
-			case errors.Is(err, store.ErrNotFound) || (err == nil && o.Channel != c.Channel):
-				return fmt.Errorf("%w: %s", ErrUnknownOrder, c.OrderNo)
-			case err != nil:
+			if err := orderMismatch(c, o, err); err != nil {
 				return err
-			case o.Amount != c.Amount:
-				return fmt.Errorf("%w: %s paid %d, order %d", ErrAmount, c.OrderNo, c.Amount, o.Amount)
 			}
 			return fmt.Errorf("payment: order %s not marked paid", c.OrderNo)
 		}
@@ -148,13 +206,8 @@ func (r *Recorder) record(ctx context.Context, c Confirmation, note *store.Notif
 			res = Result{Payment: prev, Duplicate: true}
 			return nil
 		}
-		p := rec.Payment
-		token, res = rec.Token, Result{Payment: p}
-		env, err := envelope.New(p.MessageID, p.BillNo, now, &envelope.PaymentConfirmed{
-			BillNo: p.BillNo, OrderNo: p.OrderNo, Channel: c.Channel, ChannelTradeNo: c.ChannelTradeNo,
-			Amount: int64(p.Amount), Fine: int64(p.Fine), LateFee: int64(p.LateFee), PaidAt: c.PaidAt.UTC(),
-			NotificationID: c.NotificationID,
-		})
+		token, res = rec.Token, Result{Payment: rec.Payment}
+		env, err := confirmed(rec.Payment, c, now)
 		if err != nil {
 			return err
 		}
@@ -162,17 +215,35 @@ func (r *Recorder) record(ctx context.Context, c Confirmation, note *store.Notif
 		_, err = r.outbox.Put(ctx, tx, env)
 		return err
 	})
-	if err != nil {
-		if store.IsUniqueViolation(err) {
-			return Result{}, 0, fmt.Errorf("%w: %s: %w", ErrOrderPaid, c.OrderNo, err)
-		}
-		return Result{}, 0, err
+	return res, token, noteID, err
+}
+
+// orderMismatch says why a confirmation does not fit the order read for it (err is the read's
+// error): no such order of the channel (ErrUnknownOrder), or another amount (ErrAmount).
+func orderMismatch(c Confirmation, o store.Order, err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound) || (err == nil && o.Channel != c.Channel):
+		return fmt.Errorf("%w: %s", ErrUnknownOrder, c.OrderNo)
+	case err != nil:
+		return err
+	case o.Amount != c.Amount:
+		return fmt.Errorf("%w: %s paid %d, order %d", ErrAmount, c.OrderNo, c.Amount, o.Amount)
 	}
-	if !res.Duplicate {
-		r.recorded.WithLabelValues(c.Channel).Inc()
-		r.bills.Invalidate(ctx, token)
-		r.log.Info("payment: recorded", "channel", c.Channel, "channel_trade_no", c.ChannelTradeNo, "order_no", c.OrderNo,
-			"bill_no", res.Payment.BillNo, "amount", int64(res.Payment.Amount), "source", c.Source, "message_id", res.Payment.MessageID)
-	}
-	return res, noteID, nil
+	return nil
+}
+
+// payment is the payment row of c, recorded at now.
+func (r *Recorder) payment(c Confirmation, now time.Time) store.Payment {
+	return store.Payment{Channel: c.Channel, ChannelTradeNo: c.ChannelTradeNo, OrderNo: c.OrderNo, Amount: c.Amount,
+		PaidAt: c.PaidAt, MessageID: MessageID(c.Channel, c.ChannelTradeNo), NotificationID: c.NotificationID,
+		Source: c.Source, RecordedAt: now}
+}
+
+// confirmed is the PaymentConfirmed of payment p (its bill and amounts known).
+func confirmed(p store.Payment, c Confirmation, now time.Time) (envelope.Envelope, error) {
+	return envelope.New(p.MessageID, p.BillNo, now, &envelope.PaymentConfirmed{
+		BillNo: p.BillNo, OrderNo: p.OrderNo, Channel: c.Channel, ChannelTradeNo: c.ChannelTradeNo,
+		Amount: int64(p.Amount), Fine: int64(p.Fine), LateFee: int64(p.LateFee), PaidAt: c.PaidAt.UTC(),
+		NotificationID: c.NotificationID,
+	})
 }

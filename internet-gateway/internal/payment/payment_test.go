@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"finepay/ferry/outbox"
 	"finepay/ferry/sqldb"
 	"finepay/ferry/sqldb/sqltest"
 	"finepay/internet-gateway/internal/fixture"
@@ -320,4 +322,47 @@ func TestP2NotificationStorageDown(t *testing.T) {
 	if rec.Code != http.StatusInternalServerError || json.Unmarshal(rec.Body.Bytes(), &eb) != nil || eb.Code != "FAIL" {
 		t.Fatalf("%d %s, want 500 FAIL so that WeChat resends", rec.Code, rec.Body)
 	}
+}
+
+// TestP2PaymentOutboxFull: a payment whose ferry lane is over its backlog bound is refused
+// with ErrBackpressure and leaves nothing behind (no payment, the order still open, the bill
+// unpaid, no message), on both engines; the first payment of the lane went through.
+func TestP2PaymentOutboxFull(t *testing.T) {
+	t.Parallel()
+	sqltest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		e := fixture.New(t, db, fixture.Options{})
+		rec := payment.NewRecorder(payment.RecorderConfig{Store: e.Store, Outbox: outbox.New(1, outbox.WithMaxBacklog(1)),
+			Bills: e.Bills, Now: e.Clock.Now, Logger: logging.Discard()})
+		var orders []store.Order
+		for _, b := range []string{"B1", "B2"} {
+			tok := fixture.Token()
+			e.Publish(t, fixture.Bill(b, tok))
+			o, err := e.Orders.Create(ctx, tok, "wechat")
+			sqltest.Must(t, err)
+			orders = append(orders, o)
+		}
+		confirm := func(o store.Order) error {
+			p := e.WeChat.Pay(o.OrderNo)
+			_, err := rec.Record(ctx, payment.Confirmation{Channel: "wechat", ChannelTradeNo: p.TransactionID, OrderNo: o.OrderNo,
+				Amount: o.Amount, PaidAt: p.SuccessTime, NotificationID: "EV-" + o.OrderNo, Source: store.SourceNotification})
+			return err
+		}
+		sqltest.Must(t, confirm(orders[0]))
+		if err := confirm(orders[1]); !errors.Is(err, outbox.ErrBackpressure) {
+			t.Fatalf("second payment on a full lane: %v, want ErrBackpressure", err)
+		}
+		if n := e.Count(t, `SELECT count(*) FROM payments`); n != 1 {
+			t.Fatalf("%d payments, want 1", n)
+		}
+		if n := e.Count(t, `SELECT count(*) FROM ferry_outbox`); n != 1 {
+			t.Fatalf("%d outbox rows, want 1", n)
+		}
+		if n := e.Count(t, `SELECT count(*) FROM bills WHERE status = 'paid'`); n != 1 {
+			t.Fatalf("%d bills paid, want 1", n)
+		}
+		if o, err := e.Store.OrderGet(ctx, db, orders[1].OrderNo, false); err != nil || o.Status != store.OrderCreated {
+			t.Fatalf("the refused payment's order: %+v %v", o, err)
+		}
+	})
 }

@@ -86,6 +86,11 @@ type PaymentRecording struct {
 	// Notification, when not nil, is stored with the payment: verdict accepted when the payment
 	// is new, duplicate when it was recorded before.
 	Notification *Notification
+	// Queue, when not nil and on PostgreSQL, returns WITH clauses (their parameters numbered from
+	// first) that the recording's statement runs when cond holds, which it does exactly when
+	// the payment is new: the ferry outbox row of the payment's message (outbox.Clauses). The
+	// statement then needs no transaction around it. On SQLite, Queue is not used.
+	Queue func(cond string, first int) (string, []any)
 }
 
 // PaymentRecorded is what PaymentRecord did.
@@ -163,6 +168,12 @@ func (s *Store) paymentRecordPostgres(ctx context.Context, q Querier, r PaymentR
 				$17::text, $18::text, $19::text, $20::text, $21::timestamptz FROM o
 			RETURNING id)`
 		noteID = `(SELECT id FROM n)`
+	}
+	if r.Queue != nil {
+		clauses, qargs := r.Queue(`EXISTS (SELECT 1 FROM p)`, len(args)+1)
+		note += `,
+		` + clauses
+		args = append(args, qargs...)
 	}
 	var token sql.NullString
 	var pid, nid sql.NullInt64
