@@ -96,7 +96,7 @@ func newOptions() (*config.Set, func() options) {
 	upMiddle := s.String("unionpay-middle-cert", "unionpay-middle.pem", "UnionPay middle certificate(s), PEM, between the root and signPubKeyCert")
 	upBack := s.String("unionpay-back-url", "", "backUrl of UnionPay orders; empty: public-url + /notify/unionpay")
 	upSandbox := s.String("unionpay-sandbox-pay-url", "", "when set (e.g. http://127.0.0.1:8070/unionpay/pay), the UnionPay QR page links to it with ?code=<last path segment of qrCode> (id sandbox-pay)")
-	lanes := s.Int("lanes", 4, "outbox lanes per direction (ferry partitions)")
+	lanes := s.Int("lanes", 16, "outbox lanes per direction (ferry partitions); payments of different bills commit in parallel on different lanes")
 	after := s.Duration("order-query-after", time.Minute, "orders still unpaid this long after creation are queried at their channel, again after as long, then after twice as long each time (up to -order-query-max-interval) until paid, closed or expired")
 	maxDelay := s.Duration("order-query-max-interval", 30*time.Minute, "the longest wait between two queries of an unpaid order (an order is queried again just after its expiry, then closed)")
 	refundAfter := s.Duration("refund-query-after", 30*time.Second, "a refund the channel is processing, or whose request got no answer, is queried (with the same refund number) this long after, then after twice as long each time up to -refund-query-max-interval, until final")

@@ -68,7 +68,7 @@ func runWorkers(b *testing.B, n int, do func(i int) error) time.Duration {
 // the verdict recorded, and 204 answered. PostgreSQL, 32 concurrent notifications and
 // connections; every notification is a distinct payment of a distinct order. The channel's
 // side (building, encrypting and signing the notifications) happens before the clock starts.
-// The outbox has the gateway's default 4 lanes, or CALLBACK_LANES.
+// The outbox has the gateway's default 16 lanes, or CALLBACK_LANES.
 func BenchmarkCallbackWeChatNotify(b *testing.B) {
 	ctx := context.Background()
 	db := sqltest.Open(b, sqldb.Postgres)
@@ -112,8 +112,8 @@ func BenchmarkCallbackWeChatNotify(b *testing.B) {
 			TransactionID: fmt.Sprintf("4200%024d", i), Total: 27800, SuccessTime: now})
 		reqs[i] = note{header: env.PKI.Sign(now, body), body: body}
 	}
-	// The gateway's ferry outbox lanes: CALLBACK_LANES, or the gateway's default -lanes 4.
-	lanes := 4
+	// The gateway's ferry outbox lanes: CALLBACK_LANES, or the gateway's default -lanes 16.
+	lanes := 16
 	if v := os.Getenv("CALLBACK_LANES"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 64 {
