@@ -169,6 +169,7 @@ type Outcome struct {
 	Bill    store.Bill
 	Payment *store.Payment
 	Receipt *store.Receipt
+	Refunds []store.Refund // of the payment, as the channel reported them
 }
 
 // Paid reports whether a payment was recorded.
@@ -189,6 +190,9 @@ func (s *Service) Outcome(ctx context.Context, token string) (Outcome, error) {
 		return out, err
 	}
 	out.Payment = &p
+	if out.Refunds, err = s.store.RefundListForOrder(ctx, s.store.DB, p.OrderNo); err != nil {
+		return out, err
+	}
 	r, err := s.store.ReceiptGetByOrder(ctx, s.store.DB, p.OrderNo)
 	if errors.Is(err, store.ErrNotFound) {
 		return out, nil

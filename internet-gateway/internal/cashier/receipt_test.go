@@ -1,6 +1,7 @@
 package cashier_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -8,11 +9,13 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"finepay/ferry/sqldb"
 	"finepay/ferry/sqldb/sqltest"
 	"finepay/internet-gateway/internal/cashier"
 	"finepay/internet-gateway/internal/fixture"
+	"finepay/internet-gateway/internal/store"
 	"finepay/shared/envelope"
 )
 
@@ -70,5 +73,49 @@ func TestE1CashierReceiptDownload(t *testing.T) {
 	}
 	if rec := s.do(http.MethodGet, "/q/"+fixture.Token()+"/receipt.pdf", nil); rec.Code != http.StatusNotFound {
 		t.Fatalf("another token: %d", rec.Code)
+	}
+}
+
+// TestR3CashierResultShowsRefund: the payer's result page shows a refund of the payment as the
+// channel reports it: in progress while the channel works on it, then the amount back and when.
+func TestR3CashierResultShowsRefund(t *testing.T) {
+	t.Parallel()
+	s := setup(t, sqltest.Open(t, sqldb.Postgres), cashier.Config{})
+	ctx := context.Background()
+	tok := fixture.Token()
+	s.Publish(t, fixture.Bill("B1", tok))
+	s.do(http.MethodGet, "/q/"+tok, nil)
+	rec := s.do(http.MethodPost, "/q/"+tok+"/pay/wechat", url.Values{"csrf": {s.cookies["fp_csrf"]}})
+	orderNo := strings.TrimPrefix(rec.Header().Get("Location"), "/q/"+tok+"/order/")
+	paid := s.WeChat.Pay(orderNo)
+	note := s.PKI.NotificationBody("EV-1", paid)
+	req := httptest.NewRequest(http.MethodPost, "/notify/wechat", strings.NewReader(string(note)))
+	for k, v := range s.PKI.Sign(s.Clock.Now(), note) {
+		req.Header[k] = v
+	}
+	s.e.ServeHTTP(httptest.NewRecorder(), req)
+	body := s.do(http.MethodGet, "/q/"+tok+"/result", nil).Body.String()
+	if strings.Contains(body, `id="refunds"`) {
+		t.Fatalf("a refund section before any refund:\n%s", body)
+	}
+
+	now := s.Clock.Now()
+	r := store.Refund{RefundNo: "RF2025030100000001", Channel: "wechat", OrderNo: orderNo, ChannelTradeNo: paid.TransactionID,
+		PaidAmount: 27800, Amount: 27800, Reason: "处罚决定变更", Status: store.RefundProcessing, InstructedAt: now, UpdatedAt: now}
+	if _, err := s.Store.RefundInsert(ctx, s.Store.DB, r); err != nil {
+		t.Fatal(err)
+	}
+	body = s.do(http.MethodGet, "/q/"+tok+"/result", nil).Body.String()
+	if got := text(t, body, "refund-status-"+r.RefundNo); got != "退款处理中" || text(t, body, "refund-amount-"+r.RefundNo) != "¥278.00" {
+		t.Fatalf("refund in progress: %q\n%s", got, body)
+	}
+	r.Status, r.RefundedAmount, r.RefundedAt = store.RefundSuccess, 27800, now.Add(time.Hour)
+	if err := s.Store.RefundUpdate(ctx, s.Store.DB, r); err != nil {
+		t.Fatal(err)
+	}
+	body = s.do(http.MethodGet, "/q/"+tok+"/result", nil).Body.String()
+	if got := text(t, body, "refund-status-"+r.RefundNo); !strings.HasPrefix(got, "已退款") ||
+		text(t, body, "refund-at-"+r.RefundNo) != "2025-03-01 11:30:00" {
+		t.Fatalf("refund done: %q\n%s", got, body)
 	}
 }

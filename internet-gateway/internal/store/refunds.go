@@ -85,6 +85,24 @@ func (s *Store) RefundGet(ctx context.Context, q Querier, refundNo string, forUp
 	return r, notFound(err, "refund "+refundNo)
 }
 
+// RefundListForOrder returns the refunds of a channel order's payment, oldest first.
+func (s *Store) RefundListForOrder(ctx context.Context, q Querier, orderNo string) ([]Refund, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+refundColumns+` FROM refunds WHERE order_no = $1 ORDER BY instructed_at, refund_no`, orderNo)
+	if err != nil {
+		return nil, fmt.Errorf("store: refunds of order %s: %w", orderNo, err)
+	}
+	defer rows.Close()
+	var out []Refund
+	for rows.Next() {
+		r, err := scanRefund(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
 // RefundListDue returns up to limit refunds not final whose next call or query is due at now,
 // those due longest first.
 func (s *Store) RefundListDue(ctx context.Context, q Querier, now time.Time, limit int) ([]Refund, error) {
