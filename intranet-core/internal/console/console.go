@@ -3,14 +3,16 @@
 // shows its QR code for printing, the list of recent bills with their payment status and receipt,
 // the look-up of a decision's bills with their payments, receipts and refunds, and the window
 // refunds (R3 for a channel payment, R4 for a bank payment): one user starts a refund, another
-// reviews it. The window API gets POST /api/v1/refunds (R2).
+// reviews it. The window API gets POST /api/v1/refunds (R2), naming the window user who asked.
+// Users have roles (roles.go): a clerk creates bills and starts refunds, a reviewer reviews them,
+// and nobody reviews a refund they asked for.
 //
 // Security behaviour (SECURITY.md): passwords are stored as PBKDF2-HMAC-SM3 (at least 100,000
 // iterations, random salt); five failed logins lock the account for 30 minutes; a session is a
 // random 256-bit ID in an HttpOnly, SameSite=Strict cookie (Secure when served over TLS), stored
 // only as its SM3 digest, and ends after 15 minutes idle; every form carries a CSRF token; every
-// login, good or bad, every bill created, every look-up, refund started and review is written to
-// the console audit table. Pages are
+// login, good or bad, every bill created, every look-up, refund started and review, and every
+// action refused (by role too), is written to the console audit table. Pages are
 // server-rendered html/template, embedded, with inline CSS and no outside resources.
 package console
 
@@ -52,7 +54,7 @@ const (
 )
 
 // The console users this version has: the clerk, and a reviewer so that a refund and its review
-// are by different people.
+// are by different people. What each may do is its roles' (Config.Roles, roles.go).
 const (
 	ClerkUser    = "clerk"
 	ReviewerUser = "reviewer"
@@ -78,6 +80,8 @@ type Config struct {
 	LockFor     time.Duration // 30 min when zero
 	// QR renders a URL as a PNG; nil uses the built-in encoder.
 	QR func(content string) ([]byte, error)
+	// Roles are the roles of each user (ParseRoles); nil: DefaultRoles.
+	Roles map[string][]string
 }
 
 // Console serves the clerk pages.
@@ -112,6 +116,9 @@ func New(cfg Config) *Console {
 	}
 	if cfg.QR == nil {
 		cfg.QR = qrPNG
+	}
+	if cfg.Roles == nil {
+		cfg.Roles, _ = ParseRoles(DefaultRoles)
 	}
 	return &Console{cfg: cfg}
 }
@@ -294,14 +301,19 @@ func equal(a, b string) bool {
 	return a != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
+// WindowActor is the actor of window API calls authenticated by the bearer token: the window
+// platform.
+const WindowActor = "window-api"
+
 // APIAuth authenticates callers of the window API: a bearer token equal to token (when token
-// is not empty; actor "window-api"), or a live console session (actor "console:USER").
+// is not empty; actor WindowActor), or a live console session of a user with the clerk role
+// (actor "console:USER"; a session without it is refused, 403, and audited as api.access).
 func (c *Console) APIAuth(token string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(ec echo.Context) error {
 			if h := ec.Request().Header.Get("Authorization"); h != "" {
 				if t, ok := strings.CutPrefix(h, "Bearer "); ok && token != "" && equal(t, token) {
-					ec.Set(bill.ActorKey, "window-api")
+					ec.Set(bill.ActorKey, WindowActor)
 					return next(ec)
 				}
 				return &echo.HTTPError{Code: http.StatusUnauthorized, Message: "invalid bearer token"}
@@ -312,6 +324,14 @@ func (c *Console) APIAuth(token string) echo.MiddlewareFunc {
 			}
 			if s == nil {
 				return &echo.HTTPError{Code: http.StatusUnauthorized, Message: "authentication required"}
+			}
+			if !c.has(s.Username, RoleClerk) {
+				r := ec.Request()
+				if err := auditInsert(r.Context(), c.cfg.DB, AuditEntry{At: c.cfg.Now(), Actor: s.Username, Event: "api.access", Result: "refused",
+					Source: ec.RealIP(), Detail: "role clerk needed: " + r.Method + " " + r.URL.Path}); err != nil {
+					return err
+				}
+				return &echo.HTTPError{Code: http.StatusForbidden, Message: "the window API needs the clerk role"}
 			}
 			ec.Set(bill.ActorKey, "console:"+s.Username)
 			return next(ec)

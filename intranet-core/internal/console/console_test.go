@@ -36,11 +36,17 @@ type fixture struct {
 	srv *httptest.Server
 }
 
-func setup(t *testing.T) *fixture {
+func setup(t *testing.T) *fixture { return setupRoles(t, console.DefaultRoles) }
+
+// setupRoles is setup with the users' roles given as the -console-roles flag gives them.
+func setupRoles(t *testing.T, roles string) *fixture {
 	t.Helper()
+	rm, err := console.ParseRoles(roles)
+	sqltest.Must(t, err)
 	env := coretest.New(t, sqltest.Open(t, sqldb.Postgres), coretest.Options{})
 	refunds := refund.NewService(refund.Config{DB: env.DB, Now: env.Clock.Now, Logger: logging.Discard()})
-	con := console.New(console.Config{DB: env.DB, Bills: env.Bills, Refunds: refunds, Now: env.Clock.Now, Iterations: console.MinIterations, Logger: logging.Discard()})
+	con := console.New(console.Config{DB: env.DB, Bills: env.Bills, Refunds: refunds, Now: env.Clock.Now, Iterations: console.MinIterations,
+		Logger: logging.Discard(), Roles: rm})
 	if _, generated, created, err := con.EnsureClerk(context.Background(), password); err != nil || generated || !created {
 		t.Fatalf("EnsureClerk: generated %v created %v err %v", generated, created, err)
 	}

@@ -19,7 +19,7 @@ import (
 // Routes mounts the console:
 //
 //	GET  /console/login           login form
-//	POST /console/login           log in (users clerk and reviewer)
+//	POST /console/login           log in (users clerk and reviewer; what each may do: roles.go)
 //	POST /console/logout          log out
 //	GET  /console                 look-up form, bill form, refunds awaiting review, recent bills
 //	GET  /console/search?decision_no=...  the bill(s) of a decision
@@ -73,6 +73,12 @@ func (c *Console) requireSession(next echo.HandlerFunc) echo.HandlerFunc {
 		if ec.Request().Method == http.MethodPost && !equal(ec.FormValue("csrf"), s.CSRF) {
 			return c.render(ec, http.StatusForbidden, "error", page{Title: "请求无效", Error: "表单已失效,请刷新页面后重试。", User: s.Username, CSRF: s.CSRF})
 		}
+		if len(c.cfg.Roles[s.Username]) == 0 && ec.Path() != "/console/logout" {
+			if err := c.audit(ec, c.cfg.DB, "access", "refused", "no role: "+ec.Request().Method+" "+ec.Request().URL.Path); err != nil {
+				return err
+			}
+			return c.render(ec, http.StatusForbidden, "error", page{Title: "无权访问", Error: "您的账户没有任何角色,不能办理业务。", User: s.Username, CSRF: s.CSRF})
+		}
 		return next(ec)
 	}
 }
@@ -83,6 +89,8 @@ func sessionOf(ec echo.Context) *Session { s, _ := ec.Get(sessionKey).(*Session)
 type page struct {
 	Title    string
 	User     string
+	Clerk    bool // the user has the clerk role (set by render)
+	Reviewer bool // the user has the reviewer role (set by render)
 	CSRF     string
 	Error    string
 	Username string
@@ -113,6 +121,7 @@ func (c *Console) render(ec echo.Context, status int, name string, p page) error
 	if p.Fields == nil {
 		p.Fields = map[string]string{}
 	}
+	p.Clerk, p.Reviewer = c.has(p.User, RoleClerk), c.has(p.User, RoleReviewer)
 	var buf bytes.Buffer
 	if err := pages.ExecuteTemplate(&buf, name, p); err != nil {
 		return err
@@ -180,7 +189,7 @@ func (c *Console) homePage(ec echo.Context, status int, p page) error {
 	if err != nil {
 		return err
 	}
-	if p.Awaiting, err = c.awaitingReview(ec.Request().Context()); err != nil {
+	if p.Awaiting, err = c.awaitingReview(ec.Request().Context(), s.Username); err != nil {
 		return err
 	}
 	p.Title, p.User, p.CSRF, p.Bills, p.Refunds = "开具账单", s.Username, s.CSRF, bills, c.cfg.Refunds != nil
@@ -194,6 +203,9 @@ func (c *Console) home(ec echo.Context) error { return c.homePage(ec, http.Statu
 
 func (c *Console) createBill(ec echo.Context) error {
 	s := sessionOf(ec)
+	if !c.has(s.Username, RoleClerk) {
+		return c.denied(ec, "bill.create", RoleClerk, "create a bill")
+	}
 	f := formValues{
 		DecisionNo: ec.FormValue("decision_no"), ViolationSerial: ec.FormValue("violation_serial"),
 		PartyName: ec.FormValue("party_name"), Plate: ec.FormValue("plate"), Fine: ec.FormValue("fine"),
@@ -274,7 +286,7 @@ func (c *Console) billPage(ec echo.Context, status int, billNo string, p page) e
 	if v.Payment != nil {
 		p.PaidAt = v.Payment.PaidAt.In(bizdate.Location).Format(time.DateTime)
 	}
-	if p.Payments, err = c.payments(ctx, v.BillNo); err != nil {
+	if p.Payments, err = c.payments(ctx, v.BillNo, s.Username); err != nil {
 		return err
 	}
 	if f := p.RefundForm; f.PaymentID != 0 {

@@ -124,13 +124,14 @@ func TestR3ConsoleClerkStartsReviewerApproves(t *testing.T) {
 		t.Fatal("an R3 refund went on before its review")
 	}
 
-	// The clerk may not review their own refund.
+	// The clerk may not review it: reviewing is the reviewer's role (and the refund is the
+	// clerk's own).
 	_, home := clerk.get("/console")
 	if !strings.Contains(home, `id="awaiting-`+r.RefundNo+`"`) {
 		t.Fatalf("home does not list the refund awaiting review:\n%s", home)
 	}
 	code, page = clerk.post("/console/refunds/"+r.RefundNo+"/review", url.Values{"csrf": {csrf(t, home)}, "decision": {"approve"}, "note": {"ok"}})
-	if code != http.StatusForbidden || !strings.Contains(page, "不能审核自己申请的退款") {
+	if code != http.StatusForbidden || !strings.Contains(page, "须由审核人员办理") {
 		t.Fatalf("self-review: %d\n%s", code, page)
 	}
 	if got, _ := refund.Get(context.Background(), fx.env.DB, r.RefundNo); got.State != refund.Requested {
@@ -186,7 +187,7 @@ func TestR3ConsoleClerkStartsReviewerApproves(t *testing.T) {
 func TestR3ConsoleRejectEndsTheRefund(t *testing.T) {
 	fx := setup(t)
 	v := fx.paidBill(t)
-	fx.startR3(t, v)
+	clerk, _ := fx.startR3(t, v)
 	r := fx.refunds(t, v.BillNo)[0]
 	rev := fx.browser(t)
 	_, home := rev.login("reviewer", reviewerPassword)
@@ -204,9 +205,12 @@ func TestR3ConsoleRejectEndsTheRefund(t *testing.T) {
 	if len(fx.env.Tasks(t, refund.KindApply)) != 0 || len(fx.env.Tasks(t, refund.KindReport)) != 1 {
 		t.Fatal("a rejected refund was applied for, or its outcome not queued for report")
 	}
-	// Once rejected, a new refund can be started from the page.
-	if _, page := rev.get("/console/bills/" + v.BillNo); !strings.Contains(page, "申请退款(R3)") {
+	// Once rejected, the clerk can start a new refund from the page; the reviewer is shown none.
+	if _, page := clerk.get("/console/bills/" + v.BillNo); !strings.Contains(page, "申请退款(R3)") {
 		t.Fatal("no refund form after a rejected refund")
+	}
+	if _, page := rev.get("/console/bills/" + v.BillNo); strings.Contains(page, `name="instruction_id"`) || !strings.Contains(page, "退款由窗口人员申请") {
+		t.Fatal("the reviewer is offered a refund form")
 	}
 }
 
@@ -343,23 +347,27 @@ func TestConsoleRefundFormsNeedCSRF(t *testing.T) {
 	}
 }
 
+// windowRefund sends the window platform's refund instruction body with the bearer token.
+func (fx *fixture) windowRefund(t *testing.T, body string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, fx.srv.URL+"/api/v1/refunds", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer window-token")
+	resp, err := http.DefaultClient.Do(req)
+	sqltest.Must(t, err)
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
 func TestR2WindowAPIRefundWaitsForReview(t *testing.T) {
 	fx := setup(t)
 	v := fx.paidBill(t)
-	call := func(body string) (int, map[string]any) {
-		req, _ := http.NewRequest(http.MethodPost, fx.srv.URL+"/api/v1/refunds", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer window-token")
-		resp, err := http.DefaultClient.Do(req)
-		sqltest.Must(t, err)
-		defer resp.Body.Close()
-		var out map[string]any
-		json.NewDecoder(resp.Body).Decode(&out)
-		return resp.StatusCode, out
-	}
-	body := `{"decision_no":"` + v.DecisionNo + `","amount":20000,"reason":"撤销处罚决定","request_id":"WIN-0001"}`
+	call := func(body string) (int, map[string]any) { return fx.windowRefund(t, body) }
+	body := `{"decision_no":"` + v.DecisionNo + `","amount":20000,"reason":"撤销处罚决定","request_id":"WIN-0001","requested_by":"clerk"}`
 	code, out := call(body)
-	if code != http.StatusCreated || out["state"] != "requested" || out["refund_no"] == "" || out["bill_no"] != v.BillNo {
+	if code != http.StatusCreated || out["state"] != "requested" || out["refund_no"] == "" || out["bill_no"] != v.BillNo || out["requested_by"] != "window:clerk" {
 		t.Fatalf("first: %d %v", code, out)
 	}
 	no := out["refund_no"].(string)
@@ -369,33 +377,39 @@ func TestR2WindowAPIRefundWaitsForReview(t *testing.T) {
 	if code, _ := call(strings.Replace(body, "20000", "10000", 1)); code != http.StatusConflict {
 		t.Fatalf("same request ID, another amount: %d", code)
 	}
+	if code, _ := call(strings.Replace(body, `"clerk"`, `"reviewer"`, 1)); code != http.StatusConflict {
+		t.Fatalf("same request ID, another requester: %d", code)
+	}
 	if code, _ := call(strings.Replace(body, "WIN-0001", "WIN-0002", 1)); code != http.StatusConflict {
 		t.Fatalf("second refund while one is in flight: %d", code)
 	}
-	if code, _ := call(`{"decision_no":"2301021000999999","amount":1,"reason":"x","request_id":"WIN-0003"}`); code != http.StatusNotFound {
+	if code, _ := call(`{"decision_no":"2301021000999999","amount":1,"reason":"x","request_id":"WIN-0003","requested_by":"clerk"}`); code != http.StatusNotFound {
 		t.Fatalf("unknown decision: %d", code)
 	}
 	if code, _ := call(`{"decision_no":"1","amount":0,"reason":"","request_id":"bad id"}`); code != http.StatusBadRequest {
 		t.Fatalf("invalid: %d", code)
 	}
+	if code, out := call(strings.Replace(body, `,"requested_by":"clerk"`, "", 1)); code != http.StatusBadRequest || !strings.Contains(out["message"].(string), "requested_by") {
+		t.Fatalf("the window platform names nobody: %d %v", code, out)
+	}
 	r, err := refund.Get(context.Background(), fx.env.DB, no)
 	sqltest.Must(t, err)
-	if r.Route != refund.R2 || r.State != refund.Requested || r.RequestedBy != "window-api" || r.InstructionID != "window:WIN-0001" {
+	if r.Route != refund.R2 || r.State != refund.Requested || r.RequestedBy != "window:clerk" || r.InstructionID != "window:WIN-0001" {
 		t.Fatalf("refund %+v", r)
 	}
 	if len(fx.env.Tasks(t, refund.KindApply)) != 0 {
 		t.Fatal("an R2 refund went on before a clerk's review")
 	}
-	// A clerk reviews it in the console.
-	clerk := fx.browser(t)
-	_, home := clerk.login("clerk", password)
-	if !strings.Contains(home, `id="awaiting-`+no+`"`) {
-		t.Fatal("the R2 refund is not listed for review")
+	// The reviewer reviews it in the console.
+	rev := fx.browser(t)
+	_, home := rev.login("reviewer", reviewerPassword)
+	if !strings.Contains(home, `id="awaiting-`+no+`"`) || !strings.Contains(home, "window:clerk") {
+		t.Fatal("the R2 refund is not listed for review with its requester")
 	}
-	if code, _ := clerk.post("/console/refunds/"+no+"/review", url.Values{"csrf": {csrf(t, home)}, "decision": {"approve"}}); code != 200 {
+	if code, _ := rev.post("/console/refunds/"+no+"/review", url.Values{"csrf": {csrf(t, home)}, "decision": {"approve"}}); code != 200 {
 		t.Fatalf("review: %d", code)
 	}
-	if r, _ := refund.Get(context.Background(), fx.env.DB, no); r.State != refund.Reviewed || r.ReviewedBy != "console:clerk" {
+	if r, _ := refund.Get(context.Background(), fx.env.DB, no); r.State != refund.Reviewed || r.ReviewedBy != "console:reviewer" {
 		t.Fatalf("after review %+v", r)
 	}
 	if len(fx.env.Tasks(t, refund.KindApply)) != 1 {
@@ -405,7 +419,10 @@ func TestR2WindowAPIRefundWaitsForReview(t *testing.T) {
 	for _, a := range fx.audit(t, "api.refund.start") {
 		results = append(results, a.Actor+":"+a.Result)
 	}
-	if g := strings.Join(results, ","); g != "window-api:success,window-api:success,window-api:refused,window-api:refused,window-api:refused" {
+	if g := strings.Join(results, ","); g != "window-api:success,window-api:success,window-api:refused,window-api:refused,window-api:refused,window-api:refused,window-api:refused" {
 		t.Errorf("API audit %s", g)
+	}
+	if a := fx.audit(t, "api.refund.start")[0]; !strings.Contains(a.Detail, "asked by window:clerk") {
+		t.Errorf("API audit detail %q", a.Detail)
 	}
 }

@@ -21,28 +21,34 @@ import (
 // APIAuth):
 //
 //	POST /refunds   the window platform's refund instruction (flow R2): 201 new, 200 repeated;
-//	                the refund waits for a clerk's review in the console
+//	                the refund waits for a review in the console by someone other than
+//	                the one who asked
 func (c *Console) APIRoutes(g *echo.Group) {
 	g.POST("/refunds", c.apiStartRefund)
 }
 
 // RefundRequest is the body of POST /api/v1/refunds. Amount is fen; request_id is the window
-// platform's ID of the instruction: the same ID again is the same refund.
+// platform's ID of the instruction: the same ID again is the same refund. RequestedBy is the
+// window platform's user who asked, by the user name the console knows that person by: the
+// refund's requester is window:NAME, and that person cannot review it. The window platform must
+// name the asker; a console session asks as its own user (the field may be left out).
 type RefundRequest struct {
-	DecisionNo string `json:"decision_no"`
-	Amount     int64  `json:"amount"`
-	Reason     string `json:"reason"`
-	RequestID  string `json:"request_id"`
+	DecisionNo  string `json:"decision_no"`
+	Amount      int64  `json:"amount"`
+	Reason      string `json:"reason"`
+	RequestID   string `json:"request_id"`
+	RequestedBy string `json:"requested_by,omitempty"`
 }
 
 // RefundJSON answers POST /api/v1/refunds.
 type RefundJSON struct {
-	RequestID  string `json:"request_id"`
-	DecisionNo string `json:"decision_no"`
-	RefundNo   string `json:"refund_no"`
-	BillNo     string `json:"bill_no"`
-	Amount     int64  `json:"amount"`
-	State      string `json:"state"`
+	RequestID   string `json:"request_id"`
+	DecisionNo  string `json:"decision_no"`
+	RefundNo    string `json:"refund_no"`
+	BillNo      string `json:"bill_no"`
+	Amount      int64  `json:"amount"`
+	State       string `json:"state"`
+	RequestedBy string `json:"requested_by"`
 }
 
 var reRequestID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -55,7 +61,7 @@ func decodeRefund(body io.Reader) (RefundRequest, error) {
 	if err := dec.Decode(&r); err != nil {
 		return r, httpx.Wrap(http.StatusBadRequest, "INVALID_REQUEST", "the body is not a refund instruction", err)
 	}
-	r.DecisionNo, r.Reason = strings.TrimSpace(r.DecisionNo), strings.TrimSpace(r.Reason)
+	r.DecisionNo, r.Reason, r.RequestedBy = strings.TrimSpace(r.DecisionNo), strings.TrimSpace(r.Reason), strings.TrimSpace(r.RequestedBy)
 	var bad []string
 	if !reDecisionNo.MatchString(r.DecisionNo) {
 		bad = append(bad, "decision_no: must be 15 to 20 digits")
@@ -69,6 +75,9 @@ func decodeRefund(body io.Reader) (RefundRequest, error) {
 	if !reRequestID.MatchString(r.RequestID) {
 		bad = append(bad, "request_id: must be 1 to 64 characters [A-Za-z0-9_-]")
 	}
+	if r.RequestedBy != "" && !reUserName.MatchString(r.RequestedBy) {
+		bad = append(bad, "requested_by: must be 1 to 64 characters [A-Za-z0-9_.-]")
+	}
 	if len(bad) > 0 {
 		return r, httpx.NewError(http.StatusBadRequest, "INVALID_REQUEST", strings.Join(bad, "; "))
 	}
@@ -79,7 +88,22 @@ func apiActor(ec echo.Context) string {
 	if a, ok := ec.Get(bill.ActorKey).(string); ok && a != "" {
 		return a
 	}
-	return "window-api"
+	return WindowActor
+}
+
+// requester is the requester of an instruction from actor: window:NAME for the window platform,
+// which must name who asked, console:USER for a console session, which may name only its user.
+func requester(actor string, r RefundRequest) (string, error) {
+	if actor == WindowActor {
+		if r.RequestedBy == "" {
+			return "", httpx.NewError(http.StatusBadRequest, "INVALID_REQUEST", "requested_by: the window platform must name who asked")
+		}
+		return "window:" + r.RequestedBy, nil
+	}
+	if r.RequestedBy != "" && "console:"+r.RequestedBy != actor {
+		return "", httpx.NewError(http.StatusBadRequest, "INVALID_REQUEST", "requested_by: a console session asks as its own user")
+	}
+	return actor, nil
 }
 
 // apiStartRefund starts an R2 refund of the recorded payment of a decision's bill. The refund
@@ -97,6 +121,16 @@ func (c *Console) apiStartRefund(ec echo.Context) error {
 	audit := AuditEntry{Actor: actor, Event: "api.refund.start", Source: ec.RealIP()}
 	if len(audit.Actor) > 64 {
 		audit.Actor = audit.Actor[:64]
+	}
+	asker, err := requester(actor, r)
+	if err != nil {
+		a := audit
+		a.At, a.Result = c.cfg.Now(), "refused"
+		a.Detail = fmt.Sprintf("decision %s, request %s: INVALID_REQUEST (requester)", r.DecisionNo, r.RequestID)
+		if aerr := auditInsert(ctx, c.cfg.DB, a); aerr != nil {
+			return aerr
+		}
+		return err
 	}
 	var ref refund.Refund
 	var created bool
@@ -117,17 +151,17 @@ func (c *Console) apiStartRefund(ec echo.Context) error {
 			return err
 		}
 		ref, created, err = c.cfg.Refunds.Start(ctx, tx, refund.Request{PaymentID: pid, Route: refund.R2,
-			InstructionID: "window:" + r.RequestID, Amount: r.Amount, Reason: r.Reason, RequestedBy: actor})
+			InstructionID: "window:" + r.RequestID, Amount: r.Amount, Reason: r.Reason, RequestedBy: asker})
 		if err != nil {
 			return err
 		}
-		if !created && (ref.Amount != r.Amount || ref.PaymentID != pid) {
+		if !created && (ref.Amount != r.Amount || ref.PaymentID != pid || ref.RequestedBy != asker) {
 			return httpx.NewError(http.StatusConflict, "REFUND_CONFLICT",
-				fmt.Sprintf("request %s was a refund of another decision or amount", r.RequestID))
+				fmt.Sprintf("request %s was a refund of another decision, amount or requester", r.RequestID))
 		}
 		a := audit
 		a.At, a.Result = c.cfg.Now(), "success"
-		a.Detail = fmt.Sprintf("R2 refund %s of %d fen for decision %s (bill %s), request %s: %s", ref.RefundNo, ref.Amount, r.DecisionNo, b.BillNo, r.RequestID, ref.Reason)
+		a.Detail = fmt.Sprintf("R2 refund %s of %d fen for decision %s (bill %s), request %s, asked by %s: %s", ref.RefundNo, ref.Amount, r.DecisionNo, b.BillNo, r.RequestID, asker, ref.Reason)
 		if !created {
 			a.Detail += " (repeated)"
 		}
@@ -159,5 +193,5 @@ func (c *Console) apiStartRefund(ec echo.Context) error {
 		status = http.StatusCreated
 	}
 	return ec.JSON(status, RefundJSON{RequestID: r.RequestID, DecisionNo: r.DecisionNo, RefundNo: ref.RefundNo, BillNo: ref.BillNo,
-		Amount: ref.Amount, State: string(ref.State)})
+		Amount: ref.Amount, State: string(ref.State), RequestedBy: ref.RequestedBy})
 }

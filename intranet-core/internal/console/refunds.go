@@ -81,6 +81,7 @@ type refundView struct {
 	ReviewedBy  string
 	CreatedAt   string
 	History     []transitionView
+	Own         bool // the user looking asked for it, so cannot review it
 }
 
 type transitionView struct {
@@ -95,10 +96,11 @@ type redReceiptView struct {
 
 func fmtTime(t time.Time) string { return t.In(bizdate.Location).Format(time.DateTime) }
 
-func toRefundView(r refund.Refund) refundView {
+// toRefundView shows r to user.
+func toRefundView(r refund.Refund, user string) refundView {
 	return refundView{RefundNo: r.RefundNo, BillNo: r.BillNo, Route: r.Route, Channel: channelNames[r.Channel], Amount: money.Fen(r.Amount),
 		Reason: r.Reason, State: r.State, StateName: stateNames[r.State], RequestedBy: r.RequestedBy, ReviewedBy: r.ReviewedBy,
-		CreatedAt: fmtTime(r.CreatedAt)}
+		CreatedAt: fmtTime(r.CreatedAt), Own: person(r.RequestedBy) == user}
 }
 
 type paymentRow struct {
@@ -138,8 +140,9 @@ func paymentsOfBill(ctx context.Context, q refund.Querier, billNo string) ([]pay
 	return out, rows.Err()
 }
 
-// payments reads the payments of a bill with their refunds and the refund history.
-func (c *Console) payments(ctx context.Context, billNo string) ([]paymentView, error) {
+// payments reads the payments of a bill with their refunds and the refund history, as user sees
+// them.
+func (c *Console) payments(ctx context.Context, billNo, user string) ([]paymentView, error) {
 	rows, err := paymentsOfBill(ctx, c.cfg.DB, billNo)
 	if err != nil {
 		return nil, err
@@ -158,7 +161,7 @@ func (c *Console) payments(ctx context.Context, billNo string) ([]paymentView, e
 				return nil, err
 			}
 			for _, r := range refs {
-				rv := toRefundView(r)
+				rv := toRefundView(r, user)
 				hist, err := refund.History(ctx, c.cfg.DB, r.RefundNo)
 				if err != nil {
 					return nil, err
@@ -218,8 +221,8 @@ func (c *Console) redReceipt(ctx context.Context, billNo string) (*redReceiptVie
 	return v, nil
 }
 
-// awaitingReview lists the refunds waiting for a clerk's review.
-func (c *Console) awaitingReview(ctx context.Context) ([]refundView, error) {
+// awaitingReview lists the refunds waiting for a clerk's review, as user sees them.
+func (c *Console) awaitingReview(ctx context.Context, user string) ([]refundView, error) {
 	if c.cfg.Refunds == nil {
 		return nil, nil
 	}
@@ -229,7 +232,7 @@ func (c *Console) awaitingReview(ctx context.Context) ([]refundView, error) {
 	}
 	out := make([]refundView, 0, len(refs))
 	for _, r := range refs {
-		out = append(out, toRefundView(r))
+		out = append(out, toRefundView(r, user))
 	}
 	return out, nil
 }
@@ -298,6 +301,9 @@ func (c *Console) startRefund(ec echo.Context) error {
 	billNo := ec.FormValue("bill_no")
 	if c.cfg.Refunds == nil {
 		return c.render(ec, http.StatusNotFound, "error", page{Title: "退款未开启", Error: "本系统未开启退款。", User: s.Username, CSRF: s.CSRF})
+	}
+	if !c.has(s.Username, RoleClerk) {
+		return c.denied(ec, "refund.start", RoleClerk, fmt.Sprintf("payment %q of bill %q", limit(ec.FormValue("payment_id"), 20), limit(billNo, 40)))
 	}
 	form := refundForm{Instruction: ec.FormValue("instruction_id"), Amount: strings.TrimSpace(ec.FormValue("amount")),
 		Reason: strings.TrimSpace(ec.FormValue("reason"))}
@@ -378,8 +384,9 @@ type refundForm struct {
 	Reason      string
 }
 
-// reviewRefund records a clerk's review of a refund waiting for one. The reviewer must not be
-// the one who asked; the refund store refuses that.
+// reviewRefund records a clerk's review of a refund waiting for one. The user must have the
+// reviewer role and must not be the person who asked (in the console or at the window
+// platform); the refund store refuses the same actor again too.
 func (c *Console) reviewRefund(ec echo.Context) error {
 	s := sessionOf(ec)
 	ctx := ec.Request().Context()
@@ -394,6 +401,9 @@ func (c *Console) reviewRefund(ec echo.Context) error {
 		}
 		return c.homePage(ec, status, page{Error: msg})
 	}
+	if !c.has(s.Username, RoleReviewer) {
+		return c.denied(ec, "refund.review", RoleReviewer, "refund "+limit(no, 40))
+	}
 	if decision != "approve" && decision != "reject" {
 		return refused(http.StatusBadRequest, "请选择通过或驳回。", "no decision")
 	}
@@ -401,10 +411,16 @@ func (c *Console) reviewRefund(ec echo.Context) error {
 		return refused(http.StatusBadRequest, "驳回时请填写审核意见(不超过80个汉字)。", "invalid note")
 	}
 	approve := decision == "approve"
-	ref, err := c.cfg.Refunds.Review(ctx, no, "console:"+s.Username, approve, note)
+	ref, err := refund.Get(ctx, c.cfg.DB, no)
+	if err == nil && person(ref.RequestedBy) == s.Username {
+		err = refund.ErrSameReviewer
+	}
+	if err == nil {
+		ref, err = c.cfg.Refunds.Review(ctx, no, "console:"+s.Username, approve, note)
+	}
 	switch {
 	case errors.Is(err, refund.ErrSameReviewer):
-		return refused(http.StatusForbidden, "不能审核自己申请的退款,请由另一位人员审核。", "reviewer is the requester")
+		return refused(http.StatusForbidden, "不能审核自己申请的退款,请由另一位人员审核。", "reviewer is the requester "+ref.RequestedBy)
 	case errors.Is(err, refund.ErrNotFound):
 		return refused(http.StatusNotFound, "没有这笔退款。", "no such refund")
 	case errors.Is(err, refund.ErrTransition):
@@ -417,4 +433,12 @@ func (c *Console) reviewRefund(ec echo.Context) error {
 	}
 	c.cfg.Logger.Info("console refund reviewed", "user", s.Username, "refund_no", no, "decision", decision)
 	return ec.Redirect(http.StatusSeeOther, "/console/bills/"+ref.BillNo+"?refund="+ref.RefundNo)
+}
+
+// limit cuts s to at most n bytes, for audit details that quote what a request carried.
+func limit(s string, n int) string {
+	if len(s) > n {
+		s = s[:n]
+	}
+	return strings.ToValidUTF8(s, "")
 }

@@ -1,13 +1,19 @@
 // Package windowsim simulates the window side of the police Comprehensive Application Platform
 // (综合应用平台) as docs/partners.md specifies it: it takes the results of payments for decisions,
-// idempotently by order number.
+// idempotently by order number; and, as a caller of the core's window API, it sends the refund
+// instructions of window users (flow R2, POST /api/v1/refunds with the platform's bearer token,
+// naming the user who asked).
 //
-// The routes are meant to sit behind partnerapi.Guard, which verifies and signs the envelope.
+// The partner routes are meant to sit behind partnerapi.Guard, which verifies and signs the
+// envelope.
 package windowsim
 
 import (
+	"crypto/rand"
+	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +28,12 @@ import (
 type Config struct {
 	Now func() time.Time
 	Log *slog.Logger
+	// CoreURL is the core's base URL, whose window API takes the refund instructions.
+	CoreURL string
+	// APIToken is the bearer token of the window platform at the core's window API.
+	APIToken string
+	Client   *http.Client // nil: one with a 30 s timeout
+	Rand     io.Reader    // request IDs; nil: crypto/rand
 }
 
 // Result is a payment result received.
@@ -41,24 +53,37 @@ type Result struct {
 
 // State is what the simulator holds, for /_sandbox/state.
 type State struct {
-	Results []Result `json:"window_results"`
+	Results      []Result      `json:"window_results"`
+	Instructions []Instruction `json:"window_refund_instructions"`
 }
 
 // Sim is the simulator. Its methods are safe for concurrent use.
 type Sim struct {
-	now func() time.Time
-	log *slog.Logger
+	now      func() time.Time
+	log      *slog.Logger
+	coreURL  string
+	apiToken string
+	client   *http.Client
+	rand     io.Reader
 
-	mu      sync.Mutex
-	results []*Result
-	byOrder map[string]*Result
+	mu           sync.Mutex
+	results      []*Result
+	byOrder      map[string]*Result
+	instructions []Instruction
 }
 
 // New returns an empty simulator.
 func New(cfg Config) *Sim {
-	s := &Sim{now: cfg.Now, log: cfg.Log, byOrder: map[string]*Result{}}
+	s := &Sim{now: cfg.Now, log: cfg.Log, byOrder: map[string]*Result{}, coreURL: strings.TrimRight(cfg.CoreURL, "/"),
+		apiToken: cfg.APIToken, client: cfg.Client, rand: cfg.Rand}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.client == nil {
+		s.client = &http.Client{Timeout: 30 * time.Second}
+	}
+	if s.rand == nil {
+		s.rand = rand.Reader
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -140,7 +165,7 @@ func (s *Sim) record(req ResultRequest) error {
 func (s *Sim) Snapshot() State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := State{Results: make([]Result, 0, len(s.results))}
+	st := State{Results: make([]Result, 0, len(s.results)), Instructions: append([]Instruction{}, s.instructions...)}
 	for _, r := range s.results {
 		st.Results = append(st.Results, *r)
 	}
