@@ -7,6 +7,8 @@ package launch
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -40,8 +42,11 @@ type Options struct {
 	// ReviewerPassword is the console's second user's (reviewer) initial password; empty: the
 	// core generates one and logs it once.
 	ReviewerPassword string
-	Env              map[string]string // extra environment for every process (e.g. SANDBOX_WECHAT_SCHEDULE_SCALE, GATEWAY_ORDER_QUERY_AFTER)
-	Logs             io.Writer         // every process's output, each line prefixed with its name
+	// WindowAPIToken is the window platform's bearer token at the core's window API, given to
+	// the core and to the window simulator; empty: a random one for this run.
+	WindowAPIToken string
+	Env            map[string]string // extra environment for every process (e.g. SANDBOX_WECHAT_SCHEDULE_SCALE, GATEWAY_ORDER_QUERY_AFTER)
+	Logs           io.Writer         // every process's output, each line prefixed with its name
 }
 
 // System is a running FinePay.
@@ -88,6 +93,13 @@ func Start(ctx context.Context, o Options) (*System, error) {
 	if o.Logs == nil {
 		o.Logs = io.Discard
 	}
+	if o.WindowAPIToken == "" {
+		b := make([]byte, 24)
+		if _, err := rand.Read(b); err != nil {
+			return nil, err
+		}
+		o.WindowAPIToken = hex.EncodeToString(b)
+	}
 	url := func(port int) string { return "http://127.0.0.1:" + strconv.Itoa(port) }
 	s := &System{
 		SandboxURL: url(o.SandboxPort), GatewayURL: url(o.GatewayPort), CoreURL: url(o.CorePort),
@@ -102,7 +114,7 @@ func Start(ctx context.Context, o Options) (*System, error) {
 	specs := []spec{
 		{"sandbox", "sandbox", map[string]string{
 			"SANDBOX_LISTEN": addr(o.SandboxPort), "SANDBOX_CERTS": o.Certs, "SANDBOX_PUBLIC_URL": s.SandboxURL,
-			"SANDBOX_CORE_URL": s.CoreURL,
+			"SANDBOX_CORE_URL": s.CoreURL, "SANDBOX_WINDOW_API_TOKEN": o.WindowAPIToken,
 		}, s.SandboxURL},
 		{"gateway", "gateway", map[string]string{
 			"GATEWAY_LISTEN": addr(o.GatewayPort), "GATEWAY_DB": o.GatewayDB, "GATEWAY_REDIS": o.Redis, "GATEWAY_REDIS_PREFIX": o.RedisPfx,
@@ -116,8 +128,8 @@ func Start(ctx context.Context, o Options) (*System, error) {
 		{"core", "core", map[string]string{
 			"CORE_LISTEN": addr(o.CorePort), "CORE_DB": o.CoreDB, "CORE_CERTS": o.Certs, "CORE_GATEWAY_URL": s.GatewayURL,
 			"CORE_NONTAX_URL": s.SandboxURL, "CORE_ERECEIPT_URL": s.SandboxURL, "CORE_WINDOW_URL": s.SandboxURL, "CORE_POLICE_URL": s.SandboxURL,
-			"CORE_ISP_URL": s.SandboxURL, "CORE_UNIFIED_URL": s.SandboxURL,
-			"CORE_CONSOLE_PASSWORD": o.ClerkPassword, "CORE_REVIEWER_PASSWORD": o.ReviewerPassword, "CORE_DATA_KEY_FILE": filepath.Join(o.VarDir, "core-data.key"),
+			"CORE_ISP_URL": s.SandboxURL, "CORE_UNIFIED_URL": s.SandboxURL, "CORE_BANK_ADAPTER_URL": s.SandboxURL,
+			"CORE_API_TOKEN": o.WindowAPIToken, "CORE_CONSOLE_PASSWORD": o.ClerkPassword, "CORE_REVIEWER_PASSWORD": o.ReviewerPassword, "CORE_DATA_KEY_FILE": filepath.Join(o.VarDir, "core-data.key"),
 		}, s.CoreURL},
 		{"ferry-dmz", "ferryd", map[string]string{
 			"FERRYD_SIDE": "dmz", "FERRYD_DB": o.GatewayDB, "FERRYD_CERTS": o.Certs, "FERRYD_LISTEN": addr(o.LinkPort),

@@ -16,6 +16,7 @@ import (
 	"finepay/ferry/outbox"
 	"finepay/ferry/sqldb"
 	"finepay/intranet-core/internal/bankpay"
+	"finepay/intranet-core/internal/bankrefund"
 	"finepay/intranet-core/internal/bill"
 	"finepay/intranet-core/internal/console"
 	"finepay/intranet-core/internal/coredb"
@@ -223,10 +224,19 @@ func serve(ctx context.Context, o options, migrateOnly bool, stdout io.Writer) e
 	for kind, h := range refunds.Handlers() {
 		handlers[kind] = h
 	}
+	bankRefunds, err := newBankRefunds(o, db, refunds, newPartner, log)
+	if err != nil {
+		return err
+	}
+	handlers[bankrefund.KindInstruct] = bankRefunds.HandleInstruct
 	consumer := inbox.NewConsumer(inbox.Config{DB: db, Logger: log, Registry: reg,
 		Handlers: map[string]inbox.Handler{envelope.TypePaymentConfirmed: payments.HandleConfirmed, envelope.TypeRefundResult: refunds.HandleResult}})
 
-	con := console.New(console.Config{DB: db, Bills: bills, Refunds: refunds, Logger: log})
+	roles, err := console.ParseRoles(o.ConsoleRoles)
+	if err != nil {
+		return fmt.Errorf("-console-roles: %w", err)
+	}
+	con := console.New(console.Config{DB: db, Bills: bills, Refunds: refunds, Logger: log, Roles: roles})
 	for _, u := range []struct{ name, password string }{{console.ClerkUser, o.ConsolePassword}, {console.ReviewerUser, o.ReviewerPW}} {
 		pw, generated, created, err := con.EnsureUser(ctx, u.name, u.password)
 		if err != nil {
@@ -258,6 +268,7 @@ func serve(ctx context.Context, o options, migrateOnly bool, stdout io.Writer) e
 	isp.RefundRoutes(partnerAPI.Group("/isp"), &isp.RefundAPI{DB: db, Refunds: refunds}) // R1
 	// P3: the finance adapter for the agency banks.
 	bankpay.Routes(partnerAPI.Group("/bank"), bankSvc)
+	bankrefund.Routes(partnerAPI.Group("/bank"), bankRefunds) // R4: the banks' refund results
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

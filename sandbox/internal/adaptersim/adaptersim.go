@@ -6,6 +6,11 @@
 // core's signature over it verifies. A payment result that got no answer is sent again with the
 // same request ID (the core answers a repeated ID with its first answer).
 //
+// For flow R4 the core calls the adapter (/adapter/v1/refunds, behind the sandbox's partner
+// guard, which verifies the core's signature): a refund instruction is forwarded to the bank,
+// which refunds once per refund number and pushes its result back through the adapter to the
+// core (POST /partner/v1/bank/refund-results).
+//
 // The banks reach the adapter in-process (package banksim): the bank-adapter leg is not part of
 // what FinePay speaks.
 package adaptersim
@@ -45,8 +50,12 @@ type Config struct {
 	Log     *slog.Logger
 }
 
-// Adapter forwards the banks' messages to the core.
-type Adapter struct{ cfg Config }
+// Adapter forwards the banks' messages to the core, and the core's refund instructions (flow
+// R4) to the bank.
+type Adapter struct {
+	cfg  Config
+	bank Bank
+}
 
 // New returns an adapter.
 func New(cfg Config) *Adapter {

@@ -1,8 +1,11 @@
 // Package banksim simulates an agency bank's non-tax collection system (银行代理非税系统) for flow
 // P3: a payer gives a decision number at the bank's counter or app; the bank asks the finance
 // adapter what is owed, collects it, reports the result through the adapter, and at the end of
-// the day sends its detail file through the adapter for reconciliation. Tests and the demo drive
-// it through /_sandbox/bank/... (sandbox/README.md).
+// the day sends its detail file through the adapter for reconciliation. For flow R4 it takes the
+// core's refund instructions from the adapter, refunds once per refund number, keeps the money
+// in a ledger (payments collected, refunds paid back) and pushes each refund's result back
+// through the adapter to the core. Tests and the demo drive it through /_sandbox/bank/...
+// (sandbox/README.md).
 package banksim
 
 import (
@@ -38,6 +41,7 @@ type Adapter interface {
 	Query(ctx context.Context, requestID string, body any) (adaptersim.Answer, error)
 	Pay(ctx context.Context, requestID string, body any) (adaptersim.Answer, error)
 	Reconcile(ctx context.Context, requestID string, body any) (adaptersim.Answer, error)
+	RefundResult(ctx context.Context, requestID string, body adaptersim.RefundState) (adaptersim.Answer, error)
 }
 
 // Config configures the simulator.
@@ -74,21 +78,33 @@ type Payment struct {
 	Status string `json:"status"`
 	Code   string `json:"code,omitempty"`
 	Result string `json:"result,omitempty"` // paid or duplicate, from the core
+	// Refunded is how much of the payment the bank paid back (flow R4).
+	Refunded int64 `json:"refunded"`
 }
 
 // State is what the simulator holds, for /_sandbox/state.
 type State struct {
 	BankCode string    `json:"bank_code"`
 	Payments []Payment `json:"bank_payments"`
+	Refunds  []Refund  `json:"bank_refunds"`
+	// Ledger is every movement of money, oldest first; Balance their sum.
+	Ledger  []Entry `json:"ledger"`
+	Balance int64   `json:"balance"`
 }
 
 // Sim is the simulator. Its methods are safe for concurrent use.
 type Sim struct {
 	cfg Config
 
-	mu       sync.Mutex
-	payments []*Payment
-	seq      int
+	mu         sync.Mutex
+	payments   []*Payment
+	seq        int
+	refunds    []*Refund
+	byRefund   map[string]*Refund
+	refundMode string
+	refundSeq  int
+	ledger     []Entry
+	reports    sync.WaitGroup // pushes of refund results under way
 }
 
 // New returns an empty simulator.
@@ -105,13 +121,15 @@ func New(cfg Config) *Sim {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Sim{cfg: cfg}
+	return &Sim{cfg: cfg, byRefund: map[string]*Refund{}}
 }
 
 // Register adds the driving endpoints to e.
 func (s *Sim) Register(e *echo.Echo) {
 	e.POST("/_sandbox/bank/pay", s.handlePay)
 	e.POST("/_sandbox/bank/eod", s.handleEOD)
+	e.POST("/_sandbox/bank/refund-mode", s.handleRefundMode)
+	e.GET("/_sandbox/bank/ledger", s.handleLedger)
 }
 
 // PayRequest is the body of POST /_sandbox/bank/pay.
@@ -195,6 +213,7 @@ func (s *Sim) Pay(ctx context.Context, req PayRequest) (PayAnswer, error) {
 		Status: "unknown",
 	}
 	s.payments = append(s.payments, p)
+	s.ledger = append(s.ledger, Entry{Kind: "payment", BankSerial: p.BankSerial, Amount: p.Amount, At: p.PaidAt})
 	s.mu.Unlock()
 	out.BankSerial = p.BankSerial
 	body := map[string]any{"bank_code": s.cfg.BankCode, "bank_serial": p.BankSerial, "decision_no": p.DecisionNo,
@@ -332,9 +351,16 @@ func (s *Sim) EndOfDay(ctx context.Context, req EODRequest) (EODAnswer, error) {
 func (s *Sim) Snapshot() State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := State{BankCode: s.cfg.BankCode, Payments: make([]Payment, 0, len(s.payments))}
+	st := State{BankCode: s.cfg.BankCode, Payments: make([]Payment, 0, len(s.payments)), Refunds: make([]Refund, 0, len(s.refunds)),
+		Ledger: append([]Entry{}, s.ledger...)}
 	for _, p := range s.payments {
 		st.Payments = append(st.Payments, *p)
+	}
+	for _, r := range s.refunds {
+		st.Refunds = append(st.Refunds, *r)
+	}
+	for _, e := range s.ledger {
+		st.Balance += e.Amount
 	}
 	return st
 }

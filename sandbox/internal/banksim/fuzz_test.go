@@ -29,6 +29,9 @@ func (r refusing) Pay(context.Context, string, any) (adaptersim.Answer, error) {
 func (r refusing) Reconcile(context.Context, string, any) (adaptersim.Answer, error) {
 	return r.answer(), nil
 }
+func (r refusing) RefundResult(context.Context, string, adaptersim.RefundState) (adaptersim.Answer, error) {
+	return r.answer(), nil
+}
 
 // FuzzDriving: the decoders of /_sandbox/bank/pay and /_sandbox/bank/eod never panic and answer
 // 200 or a 4xx.

@@ -1,6 +1,7 @@
 // Package policesim simulates the traffic police business system (交警业务系统) as docs/partners.md
 // specifies it for flow P3: the core, acting as the traffic police front system, looks decisions
-// up by number and reports the payments agency banks collected. Decisions are put in by tests
+// up by number and reports the payments agency banks collected, and, for flow R4, the outcome
+// of the refunds of those payments (POST /police/v1/refund-results). Decisions are put in by tests
 // and the demo through POST /_sandbox/police/decisions; the party's name and plate are answered
 // SM2-encrypted to the core's encryption certificate.
 //
@@ -16,6 +17,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"regexp"
 	"sync"
 	"time"
 
@@ -84,8 +86,9 @@ type Result struct {
 
 // State is what the simulator holds, for /_sandbox/state.
 type State struct {
-	Decisions []Decision `json:"police_decisions"`
-	Results   []Result   `json:"police_results"`
+	Decisions     []Decision     `json:"police_decisions"`
+	Results       []Result       `json:"police_results"`
+	RefundResults []RefundResult `json:"police_refund_results"`
 }
 
 // Sim is the simulator. Its methods are safe for concurrent use.
@@ -97,6 +100,8 @@ type Sim struct {
 	byDecision map[string]*Decision
 	results    []*Result
 	byOrder    map[string]*Result
+	refunds    []*RefundResult
+	byRefund   map[string]*RefundResult
 }
 
 // New returns an empty simulator.
@@ -113,13 +118,14 @@ func New(cfg Config) *Sim {
 	if cfg.NonTaxPaid == nil {
 		cfg.NonTaxPaid = func(string) bool { return false }
 	}
-	return &Sim{cfg: cfg, byDecision: map[string]*Decision{}, byOrder: map[string]*Result{}}
+	return &Sim{cfg: cfg, byDecision: map[string]*Decision{}, byOrder: map[string]*Result{}, byRefund: map[string]*RefundResult{}}
 }
 
 // Register adds the partner routes to g, which should be mounted at /police/v1.
 func (s *Sim) Register(g *echo.Group) {
 	g.GET("/decisions/:decision_no", s.handleDecision)
 	g.POST("/payment-results", s.handleResult)
+	g.POST("/refund-results", s.handleRefundResult)
 }
 
 // RegisterSandbox adds POST /_sandbox/police/decisions to e.
@@ -346,7 +352,11 @@ func (s *Sim) Add(req AddRequest) (Decision, error) {
 func (s *Sim) Snapshot() State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := State{Decisions: make([]Decision, 0, len(s.decisions)), Results: make([]Result, 0, len(s.results))}
+	st := State{Decisions: make([]Decision, 0, len(s.decisions)), Results: make([]Result, 0, len(s.results)),
+		RefundResults: make([]RefundResult, 0, len(s.refunds))}
+	for _, r := range s.refunds {
+		st.RefundResults = append(st.RefundResults, *r)
+	}
 	for _, d := range s.decisions {
 		st.Decisions = append(st.Decisions, *d)
 	}
@@ -354,4 +364,72 @@ func (s *Sim) Snapshot() State {
 		st.Results = append(st.Results, *r)
 	}
 	return st
+}
+
+// RefundResultRequest is the body of POST /police/v1/refund-results: the outcome of a refund of a
+// payment the police system was told of (flow R4).
+type RefundResultRequest struct {
+	RefundNo   string `json:"refund_no"`
+	Route      string `json:"route"`
+	FormNo     string `json:"form_no"`
+	OrderNo    string `json:"order_no"`
+	Amount     int64  `json:"amount"`
+	Status     string `json:"status"`
+	ChannelRef string `json:"channel_refund_id"`
+	At         string `json:"at"`
+}
+
+// RefundResult is a refund outcome received.
+type RefundResult struct {
+	RefundResultRequest
+	DecisionNo string `json:"decision_no"`
+	ReceivedAt string `json:"received_at"`
+	Reports    int    `json:"reports"`
+}
+
+var (
+	reRefundNo = regexp.MustCompile(`^[A-Za-z0-9]{8,40}$`)
+	reRoute    = regexp.MustCompile(`^R[1-5]$`)
+)
+
+func (s *Sim) handleRefundResult(c echo.Context) error {
+	var req RefundResultRequest
+	if err := field.DecodeJSON(c.Request().Body, &req); err != nil {
+		return err
+	}
+	var v field.Checker
+	v.Match("refund_no", req.RefundNo, reRefundNo, "8-40 letters or digits")
+	v.Match("route", req.Route, reRoute, "R1 to R5")
+	v.Digits("form_no", req.FormNo, 1, 32)
+	v.Match("order_no", req.OrderNo, field.OrderNo, "1-64 characters [A-Za-z0-9_-]")
+	v.Positive("amount", req.Amount)
+	if req.Status != "refunded" && req.Status != "failed" && req.Status != "rejected" {
+		v.Add("status", "must be refunded, failed or rejected")
+	}
+	v.Time("at", req.At)
+	if err := v.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.byOrder[req.OrderNo]
+	if !ok {
+		return apierr.New(http.StatusNotFound, "NOT_FOUND", "no payment of order %s was reported", req.OrderNo)
+	}
+	if req.Amount > p.Amount || req.FormNo != p.FormNo {
+		return apierr.Invalid(field.CodeInvalid, "amount and form_no must fit payment %s (%d, form %s)", p.OrderNo, p.Amount, p.FormNo)
+	}
+	if r, ok := s.byRefund[req.RefundNo]; ok {
+		if r.Status != req.Status || r.Amount != req.Amount || r.OrderNo != req.OrderNo {
+			return apierr.New(http.StatusConflict, "RESULT_CONFLICT", "refund %s was reported %s for %d", req.RefundNo, r.Status, r.Amount)
+		}
+		r.Reports++
+		return c.JSON(http.StatusOK, map[string]string{"status": "accepted"})
+	}
+	r := &RefundResult{RefundResultRequest: req, DecisionNo: p.DecisionNo, ReceivedAt: shanghai.Time(s.cfg.Now()), Reports: 1}
+	s.refunds = append(s.refunds, r)
+	s.byRefund[r.RefundNo] = r
+	s.cfg.Log.Info("police refund result received", "refund_no", r.RefundNo, "order_no", r.OrderNo, "decision_no", r.DecisionNo,
+		"status", r.Status, "amount", r.Amount)
+	return c.JSON(http.StatusOK, map[string]string{"status": "accepted"})
 }

@@ -47,6 +47,8 @@ type Config struct {
 
 	// CoreURL is the core's base URL, for the simulators that call its partner API.
 	CoreURL string
+	// WindowAPIToken is the window platform's bearer token at the core's window API.
+	WindowAPIToken string
 	// BankCode is the simulated agency bank's institution code (flow P3).
 	BankCode string
 
@@ -87,6 +89,7 @@ var Options = []Option{
 	{"unionpay-duplicate-rate", "SANDBOX_UNIONPAY_DUPLICATE_RATE", "0", "probability (0-1) that a notification round is sent twice within a second"},
 	{"unionpay-out-of-order-rate", "SANDBOX_UNIONPAY_OUT_OF_ORDER_RATE", "0", "probability (0-1) that a notification is held back up to the first resend interval, so that later ones overtake it"},
 	{"core-url", "SANDBOX_CORE_URL", "http://127.0.0.1:8090", "base URL of the core, whose partner API (/partner/v1) the simulated callers use (the finance adapter for the agency bank, the 12123 platform)"},
+	{"window-api-token", "SANDBOX_WINDOW_API_TOKEN", "", "bearer token of the window platform at the core's window API (the core's -api-token), with which the window simulator sends refund instructions (R2); empty: sent without one, the core refuses them"},
 	{"bank-code", "SANDBOX_BANK_CODE", "104100000004", "institution code of the simulated agency bank (3-12 digits)"},
 	{"partner-callers", "SANDBOX_PARTNER_CALLERS", "core", "comma-separated node names allowed to call the finance and police simulators"},
 	{"partner-fingerprints", "SANDBOX_PARTNER_FINGERPRINTS", "", "comma-separated accepted caller certificate fingerprints (sm3:...); empty accepts the callers' certificates as loaded"},
@@ -132,6 +135,7 @@ func ParseConfig(args []string, getenv func(string) string, output io.Writer) (C
 		AlipaySellerID:      get("alipay-seller-id"),
 		UnionPayMerID:       get("unionpay-mer-id"),
 		CoreURL:             strings.TrimRight(get("core-url"), "/"),
+		WindowAPIToken:      get("window-api-token"),
 		BankCode:            get("bank-code"),
 		PartnerCallers:      splitList(get("partner-callers")),
 		PartnerFingerprints: splitList(get("partner-fingerprints")),

@@ -14,8 +14,9 @@ import (
 )
 
 // P3Sims are the simulators of flow P3, agency bank by decision number: the police business
-// system (called by the core), the finance adapter (calls the core as bankadapter), the agency
-// bank (drives the adapter) and the non-tax system's reconciliation side.
+// system (called by the core), the finance adapter (calls the core as bankadapter, and takes the
+// core's refund instructions of flow R4), the agency bank (drives the adapter, refunds) and the
+// non-tax system's reconciliation side.
 type P3Sims struct {
 	Police  *policesim.Sim
 	Adapter *adaptersim.Adapter
@@ -27,6 +28,7 @@ type P3Sims struct {
 type P3State struct {
 	PoliceDecisions []policesim.Decision       `json:"police_decisions"`
 	PoliceResults   []policesim.Result         `json:"police_results"`
+	PoliceRefunds   []policesim.RefundResult   `json:"police_refund_results"`
 	Bank            banksim.State              `json:"bank"`
 	Reconciliations []nontaxsim.Reconciliation `json:"nontax_reconciliations"`
 }
@@ -66,6 +68,7 @@ func newP3(cfg Config, m Material, d Deps, nt *nontaxsim.Sim) (*P3Sims, error) {
 	}
 	p.Bank = banksim.New(banksim.Config{BankCode: cfg.BankCode, Adapter: p.Adapter, Now: d.Now, Rand: d.Rand,
 		Log: d.Log.With("sim", "bank")})
+	p.Adapter.SetBank(p.Bank)
 	return p, nil
 }
 
@@ -74,10 +77,12 @@ func (p *P3Sims) register(e *echo.Echo, guard echo.MiddlewareFunc) {
 	p.Police.RegisterSandbox(e)
 	p.Recon.Register(e.Group("/nontax/v1", guard))
 	p.Bank.Register(e)
+	// R4: the core's refund instructions to the adapter, forwarded to the bank.
+	p.Adapter.Register(e.Group("/adapter/v1", guard))
 }
 
 func (p *P3Sims) state() P3State {
 	ps := p.Police.Snapshot()
-	return P3State{PoliceDecisions: ps.Decisions, PoliceResults: ps.Results, Bank: p.Bank.Snapshot(),
+	return P3State{PoliceDecisions: ps.Decisions, PoliceResults: ps.Results, PoliceRefunds: ps.RefundResults, Bank: p.Bank.Snapshot(),
 		Reconciliations: p.Recon.Reconciliations()}
 }

@@ -114,7 +114,8 @@ func New(cfg Config, m Material, d Deps) (*Server, error) {
 		Now: d.Now, Rand: d.Rand, Log: d.Log.With("sim", "ereceipt"),
 	})
 	s.Refunds = refundsim.New(refundsim.Config{Now: d.Now, Log: d.Log.With("sim", "refunds")})
-	s.Window = windowsim.New(windowsim.Config{Now: d.Now, Log: d.Log.With("sim", "window")})
+	s.Window = windowsim.New(windowsim.Config{CoreURL: cfg.CoreURL, APIToken: cfg.WindowAPIToken, Rand: d.Rand, Now: d.Now,
+		Log: d.Log.With("sim", "window")})
 	s.ISP = ispsim.New(ispsim.Config{CoreURL: cfg.CoreURL, Key: m.SignKey, Keys: m.ISP, Now: d.Now, Rand: d.Rand,
 		Log: d.Log.With("sim", "isp")})
 	if s.P3, err = newP3(cfg, m, d, s.NonTax); err != nil {
@@ -203,6 +204,7 @@ func (s *Server) routes() error {
 	s.EReceipt.Register(e.Group("/ereceipt/v1", s.guard.Middleware))
 	s.EReceipt.RegisterPublic(e)
 	s.Window.Register(e.Group("/window/v1", s.guard.Middleware))
+	s.Window.RegisterSandbox(e) // R2: a window user has the platform instruct a refund at the core
 	s.ISP.Register(e)
 	s.ISP.RegisterPartner(e.Group("/isp/v1", s.guard.Middleware))
 	s.P3.register(e, s.guard.Middleware)
@@ -252,6 +254,7 @@ type State struct {
 	Allocations     []ereceiptsim.Allocation `json:"receipt_allocations"`
 	WriteOffs       []ereceiptsim.WriteOff   `json:"receipt_writeoffs"`
 	WindowResults   []windowsim.Result       `json:"window_results"`
+	WindowRefunds   []windowsim.Instruction  `json:"window_refund_instructions"`
 	WeChatOrders    []wechatsim.OrderState   `json:"wechat_orders"`
 	AlipayOrders    []alipaysim.OrderState   `json:"alipay_orders"`
 	UnionPayOrders  []unionpaysim.OrderState `json:"unionpay_orders"`
@@ -269,7 +272,7 @@ func (s *Server) Snapshot() State {
 	er := s.EReceipt.Snapshot()
 	return State{
 		Forms: nt.Forms, Payments: nt.Payments, Receipts: er.Receipts, Allocations: er.Allocations, WriteOffs: er.WriteOffs,
-		WindowResults: s.Window.Snapshot().Results, WeChatOrders: s.WeChat.Snapshot(),
+		WindowResults: s.Window.Snapshot().Results, WindowRefunds: s.Window.Snapshot().Instructions, WeChatOrders: s.WeChat.Snapshot(),
 		AlipayOrders: s.Alipay.Snapshot(), UnionPayOrders: s.UnionPay.Snapshot(), PartnerRequests: s.guard.Requests(),
 		ISPOrders: isp.Orders, ISPResults: isp.Results,
 		P3State: s.P3.state(), State: s.Refunds.Snapshot(),
@@ -323,6 +326,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	s.WeChat.Wait()
 	s.Alipay.Wait()
 	s.UnionPay.Wait()
+	s.P3.Bank.Wait()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
