@@ -104,6 +104,19 @@ func TestR3QRPaymentRefundedAtTheWindow(t *testing.T) {
 	if got := text(t, ctx, "red-flush"); !strings.Contains(got, "已红冲") {
 		t.Errorf("the bill page shows the red-flush as %q", got)
 	}
+	// The payer's result page shows the money back.
+	if len(state.WeChat) != 1 || len(state.WeChat[0].Refunds) != 1 {
+		return
+	}
+	refundNo := state.WeChat[0].Refunds[0].OutRefundNo
+	err = chromedp.Do(ctx, chromedp.Navigate(sys.GatewayURL+"/q/"+bill.token+"/result"),
+		chromedp.WaitVisible(chromedp.ID("refund-status-"+refundNo)))
+	if err != nil {
+		t.Fatalf("the payer's result page after the refund: %v", err)
+	}
+	if got := text(t, ctx, "refund-status-"+refundNo); !strings.HasPrefix(got, "已退款") {
+		t.Errorf("the payer's result page shows the refund as %q", got)
+	}
 }
 
 // consoleLogin logs out whoever is logged in and logs user in.
