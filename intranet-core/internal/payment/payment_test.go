@@ -210,3 +210,30 @@ func TestP2ReportRefusedFinallyMakesTaskDead(t *testing.T) {
 		t.Fatalf("task %+v", r)
 	}
 }
+
+// TestR5DuplicateConfirmationDeliveredFiveTimes: the confirmation of a duplicate payment
+// arriving five times (the same message carried again, as after a resend across the ferry) is
+// one duplicate payment with one refund, whose application is queued once.
+func TestR5DuplicateConfirmationDeliveredFiveTimes(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		env := coretest.New(t, db, coretest.Options{})
+		v := env.CreateBill(t, coretest.ValidRequest())
+		env.Deliver(t, env.Confirmation(t, v, "ORD001", "WX001"))
+		env.Clock.Advance(time.Minute)
+		dup := env.Confirmation(t, v, "ORD002", "WX002")
+		for range 5 {
+			env.Deliver(t, dup)
+		}
+		if ps := payments(t, env, v.BillNo); len(ps) != 2 || ps[1].Result != payment.ResultDuplicate {
+			t.Fatalf("payments %+v, want the payment and one duplicate", ps)
+		}
+		var refunds int
+		sqltest.Must(t, env.DB.QueryRow(`SELECT count(*) FROM refunds WHERE route = 'R5'`).Scan(&refunds))
+		if refunds != 1 {
+			t.Fatalf("%d R5 refunds, want 1", refunds)
+		}
+		if n := len(env.Tasks(t, refund.KindApply)); n != 1 {
+			t.Fatalf("%d refund applications queued, want 1", n)
+		}
+	})
+}
