@@ -28,7 +28,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"finepay/ferry/sqldb"
 	"finepay/intranet-core/internal/partner"
@@ -354,9 +356,14 @@ func (s *Service) record(ctx context.Context, q execer, source string, res Resul
 	}
 }
 
+// truncate cuts s to at most n bytes, at a character boundary (the input may be any bytes).
 func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
 	}
-	return s
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
