@@ -170,30 +170,27 @@ func (r *Relay) acknowledged(ctx context.Context, raw []byte, want *bundle.Heade
 		return a, r.retire(ctx, a, want, peer)
 	}
 	// One transaction: the evidence, the retired rows and both records (ack.received, and
-	// bundle.acknowledged when rows were retired) commit together or not at all.
-	var committed func()
-	err = r.cfg.DB.Tx(ctx, func(tx *sql.Tx) error {
-		committed = nil
+	// bundle.acknowledged when rows were retired) commit together or not at all, in the
+	// transaction the audit log shares with the other lanes' steps (group commit).
+	err = r.cfg.Audit.Commit(ctx, a.Lane, func(ctx context.Context, tx *sql.Tx) ([]audit.Record, error) {
 		if ok {
 			if err := ev.AcknowledgedTx(ctx, tx, raw, a); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		_, before, err := outbox.AckTx(ctx, tx, a.Lane, a.Seq, r.now())
 		if err != nil {
-			return fmt.Errorf("retire %s up to %d: %w", a.Lane, a.Seq, err)
+			return nil, fmt.Errorf("retire %s up to %d: %w", a.Lane, a.Seq, err)
 		}
 		recs := []audit.Record{rec}
 		if a.Seq > before {
 			recs = append(recs, r.acknowledgedRecord(a, want, peer, before))
 		}
-		committed, err = r.cfg.Audit.RecordTx(ctx, tx, recs...)
-		return err
+		return recs, nil
 	})
 	if err != nil {
 		return bundle.Ack{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	committed()
 	return a, nil
 }
 
