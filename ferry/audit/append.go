@@ -34,7 +34,8 @@ type batcher struct {
 
 // Step is work a caller commits together with the audit records it returns (see Commit). It
 // runs inside the group's transaction and may run more than once (the transaction is retried
-// after a serialization failure), so it must only talk to the database through tx.
+// after a serialization failure, and without a step that failed), so it must only talk to the
+// database through tx.
 type Step func(ctx context.Context, tx *sql.Tx) ([]Record, error)
 
 type pending struct {
@@ -117,66 +118,56 @@ func (e *stepFailed) Error() string { return e.err.Error() }
 func (e *stepFailed) Unwrap() error { return e.err }
 
 // write runs batch's steps and appends their records and the plain ones in one transaction,
-// setting each pending's ids, stepErr or err. A step that fails is rolled back alone (to a
-// savepoint) when it shares the transaction; its caller gets its error and the others go on.
+// setting each pending's ids, stepErr or err. A step that fails ends the transaction, which
+// rolls back; its caller gets its error, and the transaction runs again without it for the
+// others (steps may run more than once). No savepoints: each would cost two round trips a step.
 func (l *Log) write(ctx context.Context, batch []*pending) {
 	slices.SortStableFunc(batch, func(a, b *pending) int { return strings.Compare(a.key, b.key) })
-	shared := len(batch) > 1
-	err := l.db.Tx(ctx, func(tx *sql.Tx) error {
-		var recs []Record
-		for i, p := range batch {
-			p.stepErr, p.recs = nil, nil
-			if p.step == nil {
-				p.recs = []Record{p.rec}
-				recs = append(recs, p.rec)
-				continue
-			}
-			sp := "step" + strconv.Itoa(i)
-			if shared {
-				if _, err := tx.ExecContext(ctx, "SAVEPOINT "+sp); err != nil {
-					return err
+	for len(batch) > 0 {
+		failed := -1
+		err := l.db.Tx(ctx, func(tx *sql.Tx) error {
+			failed = -1
+			var recs []Record
+			for i, p := range batch {
+				p.stepErr, p.recs = nil, nil
+				if p.step == nil {
+					p.recs = []Record{p.rec}
+					recs = append(recs, p.rec)
+					continue
 				}
-			}
-			rs, err := p.step(ctx, tx)
-			if err != nil {
-				if !shared {
+				rs, err := p.step(ctx, tx)
+				if err != nil {
+					failed = i
 					return &stepFailed{err}
 				}
-				if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+sp); rerr != nil {
-					return rerr
+				for j := range rs {
+					rs[j] = l.fill(rs[j])
 				}
-				p.stepErr = err
-				continue
+				p.recs = rs
+				recs = append(recs, rs...)
 			}
-			if shared {
-				if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT "+sp); err != nil {
-					return err
-				}
+			ids, err := l.appendTx(ctx, tx, recs)
+			if err != nil {
+				return err
 			}
-			for j := range rs {
-				rs[j] = l.fill(rs[j])
+			for _, p := range batch {
+				p.ids, ids = ids[:len(p.recs)], ids[len(p.recs):]
 			}
-			p.recs = rs
-			recs = append(recs, rs...)
+			return nil
+		})
+		var sf *stepFailed
+		switch {
+		case errors.As(err, &sf) && failed >= 0:
+			batch[failed].stepErr, batch[failed].ids, batch[failed].recs = sf.err, nil, nil
+			batch = slices.Delete(slices.Clone(batch), failed, failed+1)
+			continue
+		case err != nil:
+			err = fmt.Errorf("append %d records: %w", len(batch), err)
+			for _, p := range batch {
+				p.err, p.ids = err, nil
+			}
 		}
-		ids, err := l.appendTx(ctx, tx, recs)
-		if err != nil {
-			return err
-		}
-		for _, p := range batch {
-			p.ids, ids = ids[:len(p.recs)], ids[len(p.recs):]
-		}
-		return nil
-	})
-	var sf *stepFailed
-	switch {
-	case errors.As(err, &sf):
-		batch[0].stepErr, batch[0].ids = sf.err, nil
-	case err != nil:
-		err = fmt.Errorf("append %d records: %w", len(batch), err)
-		for _, p := range batch {
-			p.err, p.ids = err, nil
-		}
+		return
 	}
 }
 

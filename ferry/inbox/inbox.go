@@ -71,7 +71,7 @@ func checkConsecutive(msgs []Incoming) error {
 // ReceiveTx is Receive inside tx, a transaction of the caller's (of a database of dialect d),
 // so that the caller can commit more with the messages (the audit record of their bundle, its
 // evidence). It locks the lane's row until tx ends. On ErrGap (and any other error) the caller
-// must roll tx back or, sharing it, back to a savepoint taken before.
+// must roll tx back.
 func ReceiveTx(ctx context.Context, d sqldb.Dialect, tx *sql.Tx, peer, lane, bundleID string, msgs []Incoming, now time.Time) (Result, error) {
 	var res Result
 	if err := checkConsecutive(msgs); err != nil {
