@@ -91,6 +91,11 @@ func (s *Store) RefundListForOrder(ctx context.Context, q Querier, orderNo strin
 	if err != nil {
 		return nil, fmt.Errorf("store: refunds of order %s: %w", orderNo, err)
 	}
+	return scanRefunds(rows)
+}
+
+// scanRefunds reads every row of rows (refundColumns) and closes it.
+func scanRefunds(rows *sql.Rows) ([]Refund, error) {
 	defer rows.Close()
 	var out []Refund
 	for rows.Next() {
@@ -112,16 +117,7 @@ func (s *Store) RefundListDue(ctx context.Context, q Querier, now time.Time, lim
 	if err != nil {
 		return nil, fmt.Errorf("store: refunds due: %w", err)
 	}
-	defer rows.Close()
-	var out []Refund
-	for rows.Next() {
-		r, err := scanRefund(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return scanRefunds(rows)
 }
 
 // RefundClaim moves a due refund's next_at from was to until, so that one worker (of several
