@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
-	"regexp"
 	"sync"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 
 	"finepay/sandbox/internal/apierr"
 	"finepay/sandbox/internal/field"
+	"finepay/sandbox/internal/refundsim"
 	"finepay/sandbox/internal/shanghai"
 )
 
@@ -368,16 +368,7 @@ func (s *Sim) Snapshot() State {
 
 // RefundResultRequest is the body of POST /police/v1/refund-results: the outcome of a refund of a
 // payment the police system was told of (flow R4).
-type RefundResultRequest struct {
-	RefundNo   string `json:"refund_no"`
-	Route      string `json:"route"`
-	FormNo     string `json:"form_no"`
-	OrderNo    string `json:"order_no"`
-	Amount     int64  `json:"amount"`
-	Status     string `json:"status"`
-	ChannelRef string `json:"channel_refund_id"`
-	At         string `json:"at"`
-}
+type RefundResultRequest = refundsim.OutcomeRequest
 
 // RefundResult is a refund outcome received.
 type RefundResult struct {
@@ -387,27 +378,9 @@ type RefundResult struct {
 	Reports    int    `json:"reports"`
 }
 
-var (
-	reRefundNo = regexp.MustCompile(`^[A-Za-z0-9]{8,40}$`)
-	reRoute    = regexp.MustCompile(`^R[1-5]$`)
-)
-
 func (s *Sim) handleRefundResult(c echo.Context) error {
-	var req RefundResultRequest
-	if err := field.DecodeJSON(c.Request().Body, &req); err != nil {
-		return err
-	}
-	var v field.Checker
-	v.Match("refund_no", req.RefundNo, reRefundNo, "8-40 letters or digits")
-	v.Match("route", req.Route, reRoute, "R1 to R5")
-	v.Digits("form_no", req.FormNo, 1, 32)
-	v.Match("order_no", req.OrderNo, field.OrderNo, "1-64 characters [A-Za-z0-9_-]")
-	v.Positive("amount", req.Amount)
-	if req.Status != "refunded" && req.Status != "failed" && req.Status != "rejected" {
-		v.Add("status", "must be refunded, failed or rejected")
-	}
-	v.Time("at", req.At)
-	if err := v.Err(); err != nil {
+	req, err := refundsim.DecodeOutcome(c.Request().Body)
+	if err != nil {
 		return err
 	}
 	s.mu.Lock()

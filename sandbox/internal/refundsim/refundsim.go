@@ -11,6 +11,7 @@
 package refundsim
 
 import (
+	"io"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -220,10 +221,12 @@ type OutcomeRequest struct {
 	At         string `json:"at"`
 }
 
-func (s *Sim) handleOutcome(c echo.Context, party string) error {
+// DecodeOutcome reads and checks the body of POST …/refund-results, which every party told of a
+// refund's outcome takes in the same shape.
+func DecodeOutcome(body io.Reader) (OutcomeRequest, error) {
 	var req OutcomeRequest
-	if err := field.DecodeJSON(c.Request().Body, &req); err != nil {
-		return err
+	if err := field.DecodeJSON(body, &req); err != nil {
+		return req, err
 	}
 	var v field.Checker
 	v.Match("refund_no", req.RefundNo, reRefundNo, "8-40 letters or digits")
@@ -235,7 +238,12 @@ func (s *Sim) handleOutcome(c echo.Context, party string) error {
 		v.Add("status", "must be refunded, failed or rejected")
 	}
 	v.Time("at", req.At)
-	if err := v.Err(); err != nil {
+	return req, v.Err()
+}
+
+func (s *Sim) handleOutcome(c echo.Context, party string) error {
+	req, err := DecodeOutcome(c.Request().Body)
+	if err != nil {
 		return err
 	}
 	s.mu.Lock()
