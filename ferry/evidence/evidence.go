@@ -135,11 +135,23 @@ func (s *Store) keep(ctx context.Context, tx *sql.Tx, role string, raw []byte, h
 	if ack != nil {
 		ackAtArg = ackAt.UTC()
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO ferry_evidence (bundle_id, role, sender, receiver, lane, first_seq, last_seq,
+	args := []any{h.BundleID, role, h.From, h.To, h.Lane, h.FirstSeq, h.LastSeq, strings.Join(h.Digests, ","), p.SignedMessage(),
+		p.Signature, senderFP, receiverFP, s.cfg.Now().UTC(), ack, ackAtArg}
+	const insertBundle = `INSERT INTO ferry_evidence (bundle_id, role, sender, receiver, lane, first_seq, last_seq,
 		digests, signed, signature, sender_fp, receiver_fp, at, ack, ack_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (bundle_id, role) DO NOTHING`,
-		h.BundleID, role, h.From, h.To, h.Lane, h.FirstSeq, h.LastSeq, strings.Join(h.Digests, ","), p.SignedMessage(),
-		p.Signature, senderFP, receiverFP, s.cfg.Now().UTC(), ack, ackAtArg)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (bundle_id, role) DO NOTHING`
+	if s.cfg.DB.Dialect == sqldb.Postgres {
+		// One statement: the bundle's row and, when it is new, its messages' rows.
+		_, err = tx.ExecContext(ctx, `WITH e AS (`+insertBundle+` RETURNING 1)
+			INSERT INTO ferry_evidence_message (message_id, bundle_id, seq)
+			SELECT u.id, $1, $6 + u.n - 1 FROM unnest($16::text[]) WITH ORDINALITY AS u(id, n) WHERE EXISTS (SELECT 1 FROM e)
+			ON CONFLICT (message_id, bundle_id) DO NOTHING`, append(args, ids)...)
+		if err != nil {
+			return fmt.Errorf("%w: bundle %s: %w", ErrUnavailable, h.BundleID, err)
+		}
+		return nil
+	}
+	res, err := tx.ExecContext(ctx, insertBundle, args...)
 	if err == nil {
 		var n int64
 		if n, err = res.RowsAffected(); err == nil && n > 0 { // n == 0: kept before (a bundle seen again)
