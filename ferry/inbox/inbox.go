@@ -95,21 +95,28 @@ func ReceiveTx(ctx context.Context, d sqldb.Dialect, tx *sql.Tx, peer, lane, bun
 		}
 		fresh = append(fresh, m)
 	}
+	last := msgs[len(msgs)-1].Seq
+	res.HWM = max(hwm, last)
+	if d == sqldb.Postgres && len(fresh) > 0 {
+		// One statement: the messages, and the lane's new mark.
+		n, err := insertMessagesPostgres(ctx, tx, peer, lane, bundleID, fresh, now, res.HWM)
+		if err != nil {
+			return res, err
+		}
+		res.Applied += n
+		res.Duplicates += len(fresh) - n
+		return res, nil
+	}
 	for len(fresh) > 0 {
 		chunk := fresh[:min(len(fresh), insertChunk)]
-		if d == sqldb.Postgres {
-			chunk = fresh // one statement of arrays, whatever the count
-		}
 		fresh = fresh[len(chunk):]
-		n, err := insertMessages(ctx, d, tx, peer, lane, bundleID, chunk, now)
+		n, err := insertMessages(ctx, tx, peer, lane, bundleID, chunk, now)
 		if err != nil {
 			return res, err
 		}
 		res.Applied += n
 		res.Duplicates += len(chunk) - n
 	}
-	last := msgs[len(msgs)-1].Seq
-	res.HWM = max(hwm, last)
 	_, err := tx.ExecContext(ctx, `UPDATE ferry_lane_in SET hwm = $3, updated_at = $4 WHERE peer = $1 AND lane = $2`, peer, lane, res.HWM, now.UTC())
 	return res, err
 }
@@ -118,27 +125,33 @@ func ReceiveTx(ctx context.Context, d sqldb.Dialect, tx *sql.Tx, peer, lane, bun
 // limit on bound parameters, 65,535 for PostgreSQL and 32,766 for SQLite).
 const insertChunk = 1000
 
-// insertMessages inserts msgs in one statement, skipping message IDs already present, and returns
-// how many rows it inserted. On PostgreSQL the columns travel as arrays (one short statement
-// that is planned once, whatever the number of rows); elsewhere as a multi-row VALUES list.
-func insertMessages(ctx context.Context, d sqldb.Dialect, tx *sql.Tx, peer, lane, bundleID string, msgs []Incoming, now time.Time) (int, error) {
-	if d == sqldb.Postgres {
-		ids, types, keys := make([]string, len(msgs)), make([]string, len(msgs)), make([]string, len(msgs))
-		seqs, created, raws := make([]int64, len(msgs)), make([]time.Time, len(msgs)), make([][]byte, len(msgs))
-		for i, m := range msgs {
-			e := m.Envelope
-			ids[i], seqs[i], types[i], keys[i], created[i], raws[i] = e.ID, m.Seq, e.Type, e.Key, e.CreatedAt.UTC(), m.Raw
-		}
-		r, err := tx.ExecContext(ctx, `INSERT INTO ferry_inbox (message_id, peer, lane, seq, type, msg_key, created_at, envelope, bundle_id, received_at)
+// insertMessagesPostgres inserts msgs, skipping message IDs already present, and sets the lane's
+// mark to hwm, in one statement; it returns how many rows it inserted. The columns travel as
+// arrays: one short statement, planned once, whatever the number of rows.
+func insertMessagesPostgres(ctx context.Context, tx *sql.Tx, peer, lane, bundleID string, msgs []Incoming, now time.Time, hwm int64) (int, error) {
+	ids, types, keys := make([]string, len(msgs)), make([]string, len(msgs)), make([]string, len(msgs))
+	seqs, created, raws := make([]int64, len(msgs)), make([]time.Time, len(msgs)), make([][]byte, len(msgs))
+	for i, m := range msgs {
+		e := m.Envelope
+		ids[i], seqs[i], types[i], keys[i], created[i], raws[i] = e.ID, m.Seq, e.Type, e.Key, e.CreatedAt.UTC(), m.Raw
+	}
+	var n int
+	err := tx.QueryRowContext(ctx, `WITH ins AS (
+			INSERT INTO ferry_inbox (message_id, peer, lane, seq, type, msg_key, created_at, envelope, bundle_id, received_at)
 			SELECT u.id, $1, $2, u.seq, u.type, u.key, u.created, u.raw, $3, $4
 			FROM unnest($5::text[], $6::bigint[], $7::text[], $8::text[], $9::timestamptz[], $10::bytea[]) AS u(id, seq, type, key, created, raw)
-			ON CONFLICT (message_id) DO NOTHING`, peer, lane, bundleID, now.UTC(), ids, seqs, types, keys, created, raws)
-		if err != nil {
-			return 0, fmt.Errorf("inbox: insert: %w", err)
-		}
-		n, err := r.RowsAffected()
-		return int(n), err
+			ON CONFLICT (message_id) DO NOTHING RETURNING 1)
+		UPDATE ferry_lane_in SET hwm = $11, updated_at = $4 WHERE peer = $1 AND lane = $2
+		RETURNING (SELECT count(*) FROM ins)`, peer, lane, bundleID, now.UTC(), ids, seqs, types, keys, created, raws, hwm).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("inbox: insert: %w", err)
 	}
+	return n, nil
+}
+
+// insertMessages inserts msgs in one statement (a multi-row VALUES list; SQLite), skipping
+// message IDs already present, and returns how many rows it inserted.
+func insertMessages(ctx context.Context, tx *sql.Tx, peer, lane, bundleID string, msgs []Incoming, now time.Time) (int, error) {
 	var q strings.Builder
 	q.WriteString(`INSERT INTO ferry_inbox (message_id, peer, lane, seq, type, msg_key, created_at, envelope, bundle_id, received_at) VALUES `)
 	args := make([]any, 0, len(msgs)*10)
