@@ -19,6 +19,7 @@ import (
 	"finepay/sandbox/internal/apierr"
 	"finepay/sandbox/internal/ispsim"
 	"finepay/sandbox/internal/partnersig"
+	"finepay/sandbox/internal/shanghai"
 	"finepay/sandbox/internal/testpki"
 )
 
@@ -86,7 +87,7 @@ func newSim(t *testing.T, core http.Handler) *ispsim.Sim {
 
 func payment() ispsim.Payment {
 	return ispsim.Payment{DecisionNo: "2301021000123456", ViolationSerial: "V1", PartyName: "张三丰", Plate: "黑A12345",
-		Fine: 20000, ServedDate: time.Now().AddDate(0, 0, -20).Format("2006-01-02"), UnitCode: "230100", ItemCode: "103050101"}
+		Fine: 20000, ServedDate: shanghai.Date(time.Now().AddDate(0, 0, -20)), UnitCode: "230100", ItemCode: "103050101"}
 }
 
 func TestSubmitSignsEncryptsAndVerifies(t *testing.T) {
