@@ -13,6 +13,9 @@ import (
 
 	"finepay/ferry/internal/fixture"
 	"finepay/ferry/outbox"
+	"finepay/ferry/schema"
+	"finepay/ferry/sqldb"
+	"finepay/ferry/sqldb/sqltest"
 	"finepay/shared/envelope"
 )
 
@@ -165,4 +168,56 @@ func TestPutBatch(t *testing.T) {
 	if total != 50 {
 		t.Fatalf("lanes hold %d after the refused batch, want 50", total)
 	}
+}
+
+// Ack retires the rows up to the acknowledged sequence once, ignores an acknowledgement at or
+// below the current one, and refuses one past the last sequence sent or of an unknown lane,
+// changing nothing; on both engines.
+func TestAckRetiresOnce(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		sqltest.Must(t, schema.Migrate(ctx, db))
+		ob := outbox.New(1)
+		var lane string
+		for i := range 3 {
+			sqltest.Must(t, db.Tx(ctx, func(tx *sql.Tx) error {
+				p, err := ob.Put(ctx, tx, fixture.Bill(t, i))
+				lane = p.Lane
+				return err
+			}))
+		}
+		ack := func(seq int64) (retired, before int64, err error) {
+			err = db.Tx(ctx, func(tx *sql.Tx) error {
+				var err error
+				retired, before, err = outbox.AckTx(ctx, tx, lane, seq, time.Now())
+				return err
+			})
+			return retired, before, err
+		}
+		if r, b, err := ack(2); err != nil || r != 2 || b != 0 {
+			t.Fatalf("ack 2: retired %d, before %d, %v", r, b, err)
+		}
+		if r, b, err := ack(1); err != nil || r != 0 || b != 2 {
+			t.Fatalf("ack 1 again: retired %d, before %d, %v", r, b, err)
+		}
+		if _, _, err := ack(5); !errors.Is(err, outbox.ErrAckBeyondSent) {
+			t.Fatalf("ack past the last sent: %v", err)
+		}
+		if _, err := outbox.Ack(ctx, db, "to-gateway.9", 1, time.Now()); !errors.Is(err, outbox.ErrAckBeyondSent) {
+			t.Fatalf("ack of an unknown lane: %v", err)
+		}
+		lanes, err := outbox.Lanes(ctx, db)
+		sqltest.Must(t, err)
+		if len(lanes) != 1 || lanes[0].AckedSeq != 2 || lanes[0].LastSeq != 3 {
+			t.Fatalf("lanes %+v", lanes)
+		}
+		if r, b, err := ack(3); err != nil || r != 1 || b != 2 {
+			t.Fatalf("ack 3: retired %d, before %d, %v", r, b, err)
+		}
+		var left int
+		sqltest.Must(t, db.QueryRowContext(ctx, `SELECT count(*) FROM ferry_outbox`).Scan(&left))
+		if left != 0 {
+			t.Fatalf("%d rows left", left)
+		}
+	})
 }
