@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +15,7 @@ import (
 	"finepay/internet-gateway/internal/store"
 	"finepay/internet-gateway/internal/unionpay"
 	"finepay/internet-gateway/internal/wechat"
+	"finepay/shared/clip"
 	"finepay/shared/money"
 )
 
@@ -235,7 +235,7 @@ func (n *Notifications) handle(ctx context.Context, ch string, raw Raw, limit in
 	var tr *Transient
 	switch {
 	case errors.As(err, &tr):
-		v, serr := n.storeAlone(ctx, row, store.VerdictReceived, clean(err.Error(), 500), o)
+		v, serr := n.storeAlone(ctx, row, store.VerdictReceived, clip.Text(err.Error(), 500), o)
 		n.log.Warn("payment: notification not decided, the channel will resend", "notification", v.NotificationID, "channel", ch, "err", err)
 		if serr != nil {
 			return v, serr
@@ -245,7 +245,7 @@ func (n *Notifications) handle(ctx context.Context, ch string, raw Raw, limit in
 		return n.reject(ctx, row, err, o)
 	}
 	if o.ignore != "" {
-		v, err := n.storeAlone(ctx, row, store.VerdictIgnored, clean(o.ignore, 500), o)
+		v, err := n.storeAlone(ctx, row, store.VerdictIgnored, clip.Text(o.ignore, 500), o)
 		v.Ignored = true
 		return v, err
 	}
@@ -257,7 +257,7 @@ func (n *Notifications) handle(ctx context.Context, ch string, raw Raw, limit in
 		return n.reject(ctx, row, err, o)
 	case err != nil:
 		// The payment's transaction rolled back: keep the delivery as received, undecided.
-		sv, serr := n.storeAlone(ctx, row, store.VerdictReceived, clean("not recorded: "+err.Error(), 500), o)
+		sv, serr := n.storeAlone(ctx, row, store.VerdictReceived, clip.Text("not recorded: "+err.Error(), 500), o)
 		if serr != nil {
 			n.log.Error("payment: store undecided notification", "channel", ch, "err", serr)
 		}
@@ -271,7 +271,7 @@ func (n *Notifications) handle(ctx context.Context, ch string, raw Raw, limit in
 // from unverified input).
 func decided(row store.Notification, verdict, reason string, o opened, at time.Time) store.Notification {
 	row.Verdict, row.Reason = verdict, reason
-	row.EventID, row.OutTradeNo, row.ChannelTradeNo = clean(o.eventID, 64), clean(o.outTradeNo, 64), clean(o.tradeNo, 64)
+	row.EventID, row.OutTradeNo, row.ChannelTradeNo = clip.Text(o.eventID, 64), clip.Text(o.outTradeNo, 64), clip.Text(o.tradeNo, 64)
 	if verdict != store.VerdictReceived {
 		row.DecidedAt = at
 	}
@@ -383,19 +383,10 @@ func (n *Notifications) HandleUnionPay(ctx context.Context, raw Raw) (Verdict, e
 func (n *Notifications) reject(ctx context.Context, row store.Notification, cause error, o opened) (Verdict, error) {
 	reason := reasonOf(cause)
 	n.rejected.WithLabelValues(row.Channel, reason).Inc()
-	v, err := n.storeAlone(ctx, row, store.VerdictRejected, reason+": "+clean(cause.Error(), 500), o)
+	v, err := n.storeAlone(ctx, row, store.VerdictRejected, reason+": "+clip.Text(cause.Error(), 500), o)
 	n.log.Warn("payment: notification rejected", "notification", v.NotificationID, "channel", row.Channel, "reason", reason, "err", cause)
 	if err != nil {
 		return v, err
 	}
 	return v, &Rejected{Reason: reason, Cause: cause}
-}
-
-// clean bounds text copied from unverified input to n bytes of valid UTF-8 without NUL, which
-// every engine stores as text.
-func clean(s string, n int) string {
-	if len(s) > n {
-		s = s[:n]
-	}
-	return strings.ReplaceAll(strings.ToValidUTF8(s, ""), "\x00", "")
 }

@@ -9,6 +9,7 @@ import (
 
 	"finepay/internet-gateway/internal/channel"
 	"finepay/internet-gateway/internal/store"
+	"finepay/shared/clip"
 )
 
 // PollerConfig configures a Poller.
@@ -220,7 +221,7 @@ func (p *Poller) recordQueried(ctx context.Context, o store.Order, t channel.Tra
 	})
 	if errors.Is(err, ErrAmount) || errors.Is(err, ErrUnknownOrder) {
 		p.log.Error("payment: queried payment does not match its order", "order_no", o.OrderNo, "err", err)
-		return "", errors.Join(err, decide(store.VerdictRejected, reasonOf(err)+": "+clean(err.Error(), 500)))
+		return "", errors.Join(err, decide(store.VerdictRejected, reasonOf(err)+": "+clip.Text(err.Error(), 500)))
 	}
 	if err != nil {
 		return "", err

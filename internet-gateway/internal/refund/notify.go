@@ -15,6 +15,7 @@ import (
 	"finepay/internet-gateway/internal/store"
 	"finepay/internet-gateway/internal/unionpay"
 	"finepay/internet-gateway/internal/wechat"
+	"finepay/shared/clip"
 	"finepay/shared/httpx"
 )
 
@@ -123,8 +124,8 @@ func (s *Service) handle(ctx context.Context, ch, remote string, h http.Header, 
 	}
 	decide := func(verdict, reason string) error {
 		s.notes.WithLabelValues(ch, verdict).Inc()
-		return s.store.NotificationDecide(ctx, s.store.DB, id, store.Decision{Verdict: verdict, Reason: clean(reason, 500),
-			EventID: clean(n.eventID, 64), OutTradeNo: clean(n.refundNo, 64), ChannelTradeNo: clean(n.channelRefundNo, 64), At: s.now()})
+		return s.store.NotificationDecide(ctx, s.store.DB, id, store.Decision{Verdict: verdict, Reason: clip.Text(reason, 500),
+			EventID: clip.Text(n.eventID, 64), OutTradeNo: clip.Text(n.refundNo, 64), ChannelTradeNo: clip.Text(n.channelRefundNo, 64), At: s.now()})
 	}
 	switch {
 	case errors.Is(err, errTransient):

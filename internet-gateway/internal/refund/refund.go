@@ -17,9 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
-	"strings"
 	"time"
-	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -28,6 +26,7 @@ import (
 	"finepay/internet-gateway/internal/channel"
 	"finepay/internet-gateway/internal/store"
 	"finepay/shared/bizdate"
+	"finepay/shared/clip"
 	"finepay/shared/envelope"
 	"finepay/shared/money"
 )
@@ -353,7 +352,7 @@ func (s *Service) reschedule(ctx context.Context, refundNo, detail string) error
 			return nil
 		}
 		now := s.now()
-		r.Detail, r.NextAt, r.UpdatedAt = clean(detail, envelope.MaxRefundDetail), now.Add(s.wait(r.Calls+r.Queries)), now
+		r.Detail, r.NextAt, r.UpdatedAt = clip.Text(detail, envelope.MaxRefundDetail), now.Add(s.wait(r.Calls+r.Queries)), now
 		return s.store.RefundUpdate(ctx, tx, r)
 	})
 }
@@ -406,7 +405,7 @@ func (s *Service) change(ctx context.Context, tx *sql.Tx, refundNo string, o cha
 	if o.ChannelRefundNo != "" {
 		r.ChannelRefundNo = o.ChannelRefundNo
 	}
-	r.Detail = clean(o.Detail, envelope.MaxRefundDetail)
+	r.Detail = clip.Text(o.Detail, envelope.MaxRefundDetail)
 	r.UpdatedAt = now
 	switch {
 	case o.Status == channel.RefundSuccess:
@@ -452,18 +451,3 @@ func (s *Service) change(ctx context.Context, tx *sql.Tx, refundNo string, o cha
 }
 
 var reChannelRefundNo = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
-// clean bounds text from the channel to n bytes of valid UTF-8 without control characters.
-func clean(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, strings.ToValidUTF8(s, ""))
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	return strings.ToValidUTF8(s, "")
-}

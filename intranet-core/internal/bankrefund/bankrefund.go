@@ -28,14 +28,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"finepay/ferry/sqldb"
 	"finepay/intranet-core/internal/partner"
 	"finepay/intranet-core/internal/refund"
 	"finepay/intranet-core/internal/task"
+	"finepay/shared/clip"
 )
 
 // KindInstruct is the durable task that instructs the bank and follows the refund until it is
@@ -349,21 +348,9 @@ func (s *Service) record(ctx context.Context, q execer, source string, res Resul
 	}
 	_, err := q.ExecContext(context.WithoutCancel(ctx), `INSERT INTO bank_refund_results (refund_no, bank_code, bank_serial, source, status,
 		bank_refund_no, amount, outcome, code, detail, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		truncate(res.RefundNo, 64), truncate(res.BankCode, 32), truncate(res.BankSerial, 64), source, truncate(res.Status, 16),
-		truncate(res.BankRefundNo, 64), res.RefundedAmount, outcome, code, truncate(detail, 500), s.cfg.Now().UTC())
+		clip.Text(res.RefundNo, 64), clip.Text(res.BankCode, 32), clip.Text(res.BankSerial, 64), source, clip.Text(res.Status, 16),
+		clip.Text(res.BankRefundNo, 64), res.RefundedAmount, outcome, code, clip.Text(detail, 500), s.cfg.Now().UTC())
 	if err != nil {
 		s.cfg.Logger.Error("bank refund result not recorded", "refund_no", res.RefundNo, "outcome", outcome, "err", err)
 	}
-}
-
-// truncate cuts s to at most n bytes, at a character boundary (the input may be any bytes).
-func truncate(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

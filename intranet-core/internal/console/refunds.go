@@ -16,6 +16,7 @@ import (
 	"finepay/intranet-core/internal/bill"
 	"finepay/intranet-core/internal/refund"
 	"finepay/shared/bizdate"
+	"finepay/shared/clip"
 	"finepay/shared/money"
 )
 
@@ -303,7 +304,7 @@ func (c *Console) startRefund(ec echo.Context) error {
 		return c.render(ec, http.StatusNotFound, "error", page{Title: "退款未开启", Error: "本系统未开启退款。", User: s.Username, CSRF: s.CSRF})
 	}
 	if !c.has(s.Username, RoleClerk) {
-		return c.denied(ec, "refund.start", RoleClerk, fmt.Sprintf("payment %q of bill %q", limit(ec.FormValue("payment_id"), 20), limit(billNo, 40)))
+		return c.denied(ec, "refund.start", RoleClerk, fmt.Sprintf("payment %q of bill %q", clip.Text(ec.FormValue("payment_id"), 20), clip.Text(billNo, 40)))
 	}
 	form := refundForm{Instruction: ec.FormValue("instruction_id"), Amount: strings.TrimSpace(ec.FormValue("amount")),
 		Reason: strings.TrimSpace(ec.FormValue("reason"))}
@@ -402,7 +403,7 @@ func (c *Console) reviewRefund(ec echo.Context) error {
 		return c.homePage(ec, status, page{Error: msg})
 	}
 	if !c.has(s.Username, RoleReviewer) {
-		return c.denied(ec, "refund.review", RoleReviewer, "refund "+limit(no, 40))
+		return c.denied(ec, "refund.review", RoleReviewer, "refund "+clip.Text(no, 40))
 	}
 	if decision != "approve" && decision != "reject" {
 		return refused(http.StatusBadRequest, "请选择通过或驳回。", "no decision")
@@ -433,12 +434,4 @@ func (c *Console) reviewRefund(ec echo.Context) error {
 	}
 	c.cfg.Logger.Info("console refund reviewed", "user", s.Username, "refund_no", no, "decision", decision)
 	return ec.Redirect(http.StatusSeeOther, "/console/bills/"+ref.BillNo+"?refund="+ref.RefundNo)
-}
-
-// limit cuts s to at most n bytes, for audit details that quote what a request carried.
-func limit(s string, n int) string {
-	if len(s) > n {
-		s = s[:n]
-	}
-	return strings.ToValidUTF8(s, "")
 }

@@ -32,6 +32,7 @@ import (
 
 	"finepay/ferry/sqldb"
 	"finepay/intranet-core/internal/partner"
+	"finepay/shared/clip"
 	"finepay/shared/gm"
 	"finepay/shared/httpx"
 )
@@ -291,17 +292,10 @@ func (g *Guard) record(c echo.Context, app, rid string, status int, body []byte,
 	req := c.Request()
 	_, err := g.cfg.DB.ExecContext(context.WithoutCancel(req.Context()),
 		`INSERT INTO partner_audit (at, caller, request_id, method, path, status, code, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		g.cfg.Now().UTC(), truncate(app, 64), rid, req.Method, truncate(req.URL.Path, 200), status, code, truncate(detail, 500))
+		g.cfg.Now().UTC(), clip.Text(app, 64), rid, req.Method, clip.Text(req.URL.Path, 200), status, code, clip.Text(detail, 500))
 	if err != nil {
 		g.cfg.Logger.Error("partner audit not written", "caller", app, "request_id", rid, "err", err)
 	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // reply signs res and sends it.
