@@ -125,14 +125,7 @@ type Placed struct {
 // queueing nothing, when the lane already holds the outbox's backlog bound of messages not yet
 // acknowledged.
 func (o *Outbox) Put(ctx context.Context, tx *sql.Tx, env envelope.Envelope) (Placed, error) {
-	if err := env.Check(); err != nil {
-		return Placed{}, err
-	}
-	raw, err := env.Marshal()
-	if err != nil {
-		return Placed{}, err
-	}
-	lane, err := envelope.Lane(env.Type, env.Key, o.partitions)
+	q, err := o.Prepare(env)
 	if err != nil {
 		return Placed{}, err
 	}
@@ -142,24 +135,24 @@ func (o *Outbox) Put(ctx context.Context, tx *sql.Tx, env envelope.Envelope) (Pl
 	}
 	var seq int64
 	if pg {
-		seq, err = o.putPostgres(ctx, tx, lane, env, raw)
+		seq, err = o.putPostgres(ctx, tx, q)
 	} else {
-		seq, err = o.putSQLite(ctx, tx, lane, env, raw)
+		seq, err = o.putSQLite(ctx, tx, q)
 	}
 	if err != nil {
 		return Placed{}, err
 	}
-	return Placed{Lane: lane, Seq: seq}, nil
+	return Placed{Lane: q.lane, Seq: seq}, nil
 }
 
 // putPostgres takes the lane's next sequence and inserts the row in one statement (one round
 // trip, the clauses of Queue): the lane row is locked from this statement to the end of the
 // caller's transaction, which should thus make Put its last statement before the commit.
-func (o *Outbox) putPostgres(ctx context.Context, tx *sql.Tx, lane string, env envelope.Envelope, raw []byte) (int64, error) {
-	clauses, args := Queued{lane: lane, env: env, raw: raw}.clauses(o.maxBacklog, "TRUE", 1)
+func (o *Outbox) putPostgres(ctx context.Context, tx *sql.Tx, q Queued) (int64, error) {
+	clauses, args := q.clauses(o.maxBacklog, "TRUE", 1)
 	var seq int64
 	if err := tx.QueryRowContext(ctx, `WITH `+clauses+` SELECT seq FROM ferry_msg`, args...).Scan(&seq); err != nil {
-		return 0, o.Refused(err, env.ID)
+		return 0, o.Refused(err, q.env.ID)
 	}
 	return seq, nil
 }
@@ -242,7 +235,8 @@ func (o *Outbox) Refused(err error, id string) error {
 
 // putSQLite takes the lane's next sequence, then inserts the row (SQLite has no data-modifying
 // WITH; its immediate transactions hold the database's write lock anyway).
-func (o *Outbox) putSQLite(ctx context.Context, tx *sql.Tx, lane string, env envelope.Envelope, raw []byte) (int64, error) {
+func (o *Outbox) putSQLite(ctx context.Context, tx *sql.Tx, q Queued) (int64, error) {
+	lane, env := q.lane, q.env
 	var seq, acked int64
 	err := tx.QueryRowContext(ctx, `INSERT INTO ferry_lane_out (lane, last_seq, acked_seq) VALUES ($1, 1, 0)
 		ON CONFLICT (lane) DO UPDATE SET last_seq = ferry_lane_out.last_seq + 1 RETURNING last_seq, acked_seq`, lane).Scan(&seq, &acked)
@@ -255,7 +249,7 @@ func (o *Outbox) putSQLite(ctx context.Context, tx *sql.Tx, lane string, env env
 		return 0, fmt.Errorf("%w: lane %s holds %d unacknowledged messages (bound %d)", ErrBackpressure, lane, seq-1-acked, o.maxBacklog)
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO ferry_outbox (lane, seq, message_id, type, msg_key, created_at, envelope)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, lane, seq, env.ID, env.Type, env.Key, env.CreatedAt.UTC(), raw)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, lane, seq, env.ID, env.Type, env.Key, env.CreatedAt.UTC(), q.raw)
 	if err != nil {
 		if sqldb.IsUniqueViolation(err) {
 			return 0, fmt.Errorf("%w: %s", ErrDuplicate, env.ID)
@@ -278,18 +272,11 @@ func (o *Outbox) PutBatch(ctx context.Context, tx *sql.Tx, envs []envelope.Envel
 	}
 	byLane := map[string][]item{}
 	for i, env := range envs {
-		if err := env.Check(); err != nil {
-			return nil, err
-		}
-		raw, err := env.Marshal()
+		q, err := o.Prepare(env)
 		if err != nil {
 			return nil, err
 		}
-		lane, err := envelope.Lane(env.Type, env.Key, o.partitions)
-		if err != nil {
-			return nil, err
-		}
-		byLane[lane] = append(byLane[lane], item{env, raw, i})
+		byLane[q.lane] = append(byLane[q.lane], item{env, q.raw, i})
 	}
 	lanes := slices.Sorted(maps.Keys(byLane)) // one lock order for every caller
 	placed := make([]Placed, len(envs))
