@@ -3,226 +3,294 @@ package audit
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"finepay/ferry/merkle"
+	"finepay/ferry/sqldb"
 )
 
-// Appending is group-committed: records that callers of one Log hand in while a transaction is
-// being written wait, and the next transaction appends them all (up to maxBatch), so that
-// concurrent callers share a commit instead of queueing one commit each behind the head row's
-// lock. Each caller still returns only once its own record is committed (or failed). There is no
-// background goroutine: the caller whose record starts a transaction writes it (the leader), and
-// hands the lead to the first waiting caller when it is done.
-const maxBatch = 256
+// Writing a record and numbering it into the log are two steps.
+//
+// A record is first written to ferry_audit_pending: in the transaction of the work it describes
+// (Commit), or alone (Record). That write is what makes the record durable and the work
+// fail-closed, and it takes no lock that other writers wait for, so the steps of different lanes
+// commit in parallel, each with its own transaction.
+//
+// The sequencer then moves pending records into ferry_audit, in pending-ID order, under the lock
+// of the head row: it gives each its ID in the log (no gaps), stamps none earlier than the one
+// before it, and computes its leaf hash. One sequencing transaction numbers every record
+// committed meanwhile. A record committed before another was written has the lower pending ID,
+// so it is numbered first: the log keeps the order of cause and effect.
+//
+// A Log sequences in the background after each Commit, and before Record returns; readers of the
+// log (Recent, Range, Matching, Export, checkpoints) sequence first, so that they see every
+// record written.
 
-// writeTimeout bounds one batch's transaction: it is not bound to one caller's context, since it
-// carries the records of several.
-const writeTimeout = 30 * time.Second
+// seqBatch bounds the records one sequencing transaction moves.
+const seqBatch = 1024
 
-type batcher struct {
-	mu      sync.Mutex
-	writing bool
-	queue   []*pending
-}
+// insertChunk bounds the rows of one INSERT statement (13 or 14 parameters each).
+const insertChunk = 256
+
+// seqPause spaces background sequencing runs while records keep coming.
+const seqPause = 20 * time.Millisecond
+
+// sequenceTimeout bounds a background sequencing run.
+const sequenceTimeout = 30 * time.Second
 
 // Step is work a caller commits together with the audit records it returns (see Commit). It
-// runs inside the group's transaction and may run more than once (the transaction is retried
-// after a serialization failure, and without a step that failed), so it must only talk to the
-// database through tx.
+// may run more than once (the transaction is retried after a serialization failure), so it must
+// only talk to the database through tx.
 type Step func(ctx context.Context, tx *sql.Tx) ([]Record, error)
 
-type pending struct {
-	rec  Record // a plain record (step == nil)
-	step Step
-	key  string // steps run in key order, so that the row locks they take come in one order
-
-	recs    []Record // the records to append (rec, or what step returned)
-	ids     []int64
-	stepErr error         // the step failed: nothing of it was applied
-	err     error         // the transaction failed
-	done    chan struct{} // closed when the record was written or failed
-	lead    chan struct{} // closed when this caller is to write the next batch
-}
-
-// append writes r as the log's next record and returns its ID.
-func (l *Log) append(ctx context.Context, r Record) (int64, error) {
-	p := &pending{rec: r}
-	l.enqueue(ctx, p)
-	if p.err != nil {
-		return 0, p.err
-	}
-	return p.ids[0], nil
-}
-
-// enqueue queues p and returns once it was written or failed: either a leader's batch carried it,
-// or this caller led and wrote the batch itself.
-func (l *Log) enqueue(ctx context.Context, p *pending) {
-	p.done, p.lead = make(chan struct{}), make(chan struct{})
-	b := &l.batch
-	b.mu.Lock()
-	b.queue = append(b.queue, p)
-	if b.writing {
-		b.mu.Unlock()
-		select {
-		case <-p.done:
-			return
-		case <-p.lead:
-		}
-	} else {
-		b.writing = true
-		b.mu.Unlock()
-	}
-	// This caller leads: write what is queued (its own record among it), then pass the lead on.
-	b.mu.Lock()
-	n, steps := 0, 0
-	for n < len(b.queue) && n < maxBatch && steps < maxSteps {
-		if b.queue[n].step != nil {
-			steps++
-		}
-		n++
-	}
-	batch := b.queue[:n:n]
-	b.queue = b.queue[n:]
-	b.mu.Unlock()
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
-	l.write(wctx, batch)
-	cancel()
-	for _, q := range batch {
-		if q != p {
-			close(q.done)
-		}
-	}
-	b.mu.Lock()
-	if len(b.queue) > 0 {
-		close(b.queue[0].lead)
-	} else {
-		b.writing = false
-	}
-	b.mu.Unlock()
-}
-
-// maxSteps bounds the callers whose steps share one transaction.
-const maxSteps = 64
-
-// stepFailed carries the error of the only step of a batch out of its transaction.
+// stepFailed carries a step's own error out of its transaction.
 type stepFailed struct{ err error }
 
 func (e *stepFailed) Error() string { return e.err.Error() }
 func (e *stepFailed) Unwrap() error { return e.err }
 
-// write runs batch's steps and appends their records and the plain ones in one transaction,
-// setting each pending's ids, stepErr or err. A step that fails ends the transaction, which
-// rolls back; its caller gets its error, and the transaction runs again without it for the
-// others (steps may run more than once). No savepoints: each would cost two round trips a step.
-func (l *Log) write(ctx context.Context, batch []*pending) {
-	slices.SortStableFunc(batch, func(a, b *pending) int { return strings.Compare(a.key, b.key) })
-	for len(batch) > 0 {
-		failed := -1
-		err := l.db.Tx(ctx, func(tx *sql.Tx) error {
-			failed = -1
-			var recs []Record
-			for i, p := range batch {
-				p.stepErr, p.recs = nil, nil
-				if p.step == nil {
-					p.recs = []Record{p.rec}
-					recs = append(recs, p.rec)
-					continue
-				}
-				rs, err := p.step(ctx, tx)
-				if err != nil {
-					failed = i
-					return &stepFailed{err}
-				}
-				for j := range rs {
-					rs[j] = l.fill(rs[j])
-				}
-				p.recs = rs
-				recs = append(recs, rs...)
-			}
-			ids, err := l.appendTx(ctx, tx, recs)
-			if err != nil {
-				return err
-			}
-			for _, p := range batch {
-				p.ids, ids = ids[:len(p.recs)], ids[len(p.recs):]
-			}
-			return nil
-		})
-		var sf *stepFailed
-		switch {
-		case errors.As(err, &sf) && failed >= 0:
-			batch[failed].stepErr, batch[failed].ids, batch[failed].recs = sf.err, nil, nil
-			batch = slices.Delete(slices.Clone(batch), failed, failed+1)
-			continue
-		case err != nil:
-			err = fmt.Errorf("append %d records: %w", len(batch), err)
-			for _, p := range batch {
-				p.err, p.ids = err, nil
-			}
+const pendingColumns = `at, node, actor, event, result, bundle_id, lane, first_seq, last_seq, peer, digests, reason`
+
+// insertPending writes recs (filled in and normalized) to ferry_audit_pending through q.
+func insertPending(ctx context.Context, q interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, recs []Record) error {
+	for start := 0; start < len(recs); start += insertChunk {
+		chunk := recs[start:min(len(recs), start+insertChunk)]
+		args := make([]any, 0, 12*len(chunk))
+		for _, r := range chunk {
+			args = append(args, r.At, r.Node, r.Actor, r.Event, r.Result, r.BundleID, r.Lane, r.FirstSeq, r.LastSeq,
+				r.Peer, strings.Join(r.Digests, ","), r.Reason)
 		}
-		return
+		stmt := `INSERT INTO ferry_audit_pending (` + pendingColumns + `) VALUES ` + placeholders(len(chunk), 12)
+		if _, err := q.ExecContext(ctx, stmt, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// placeholders returns rows groups of cols placeholders: ($1, $2), ($3, $4), ...
+func placeholders(rows, cols int) string {
+	var b strings.Builder
+	n := 0
+	for i := range rows {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for j := range cols {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+		}
+		b.WriteByte(')')
+	}
+	return b.String()
+}
+
+// Sequence numbers the records waiting in ferry_audit_pending into the log (see above) and
+// returns the log's size afterwards and how many records it numbered. Any process with the
+// database may run it: the head row's lock orders them.
+func Sequence(ctx context.Context, db *sqldb.DB) (size int64, n int, err error) {
+	for {
+		moved, s, err := sequenceOnce(ctx, db)
+		n += moved
+		if err != nil {
+			return s, n, fmt.Errorf("audit: number pending records: %w", err)
+		}
+		size = s
+		if moved < seqBatch {
+			return size, n, nil
+		}
 	}
 }
 
-// appendTx appends recs (normalized) in tx as the log's next records and returns their IDs. The
-// head row's lock, held until tx ends, orders the records of every writer (this process's and
-// others'): IDs have no gaps and are committed in order, and no record is stamped earlier than
-// the one before it (a clock that stepped back shows as equal times).
-func (l *Log) appendTx(ctx context.Context, tx *sql.Tx, recs []Record) ([]int64, error) {
-	if len(recs) == 0 {
-		return nil, nil
-	}
-	ids := make([]int64, len(recs))
-	var size, lastAt int64
-	var hashName string
-	err := tx.QueryRowContext(ctx, `SELECT size, last_at_us, hash FROM ferry_audit_head WHERE id = 1`+l.db.ForUpdate()).
-		Scan(&size, &lastAt, &hashName)
-	if err != nil {
-		return nil, err
-	}
-	h, err := merkle.ParseHash(hashName)
-	if err != nil {
-		return nil, err
-	}
-	for start := 0; start < len(recs); start += maxBatch {
-		chunk := recs[start:min(len(recs), start+maxBatch)]
-		var q strings.Builder
-		q.WriteString(`INSERT INTO ferry_audit (id, at, node, actor, event, result, bundle_id, lane,
-			first_seq, last_seq, peer, digests, reason, leaf_hash) VALUES `)
-		args := make([]any, 0, 14*len(chunk))
-		for i, rec := range chunk {
-			lastAt = max(lastAt, rec.At.UnixMicro())
-			rec.At = time.UnixMicro(lastAt).UTC()
-			id := size + int64(start+i) + 1
-			ids[start+i] = id
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(")
-			for j := range 14 {
-				if j > 0 {
-					q.WriteString(", ")
-				}
-				q.WriteString("$" + strconv.Itoa(len(args)+j+1))
-			}
-			q.WriteString(")")
-			args = append(args, id, rec.At, rec.Node, rec.Actor, rec.Event, rec.Result, rec.BundleID, rec.Lane, rec.FirstSeq,
-				rec.LastSeq, rec.Peer, strings.Join(rec.Digests, ","), rec.Reason, rec.LeafHashWith(h))
+// sequenceOnce moves up to seqBatch pending records into the log in one transaction.
+func sequenceOnce(ctx context.Context, db *sqldb.DB) (moved int, size int64, err error) {
+	err = db.Tx(ctx, func(tx *sql.Tx) error {
+		moved = 0
+		var lastAt int64
+		var hashName string
+		err := tx.QueryRowContext(ctx, `SELECT size, last_at_us, hash FROM ferry_audit_head WHERE id = 1`+db.ForUpdate()).
+			Scan(&size, &lastAt, &hashName)
+		if err != nil {
+			return err
 		}
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
-			return nil, err
+		h, err := merkle.ParseHash(hashName)
+		if err != nil {
+			return err
+		}
+		pids, recs, err := readPending(ctx, tx)
+		if err != nil || len(recs) == 0 {
+			return err
+		}
+		for start := 0; start < len(recs); start += insertChunk {
+			chunk := recs[start:min(len(recs), start+insertChunk)]
+			args := make([]any, 0, 14*len(chunk))
+			for i, rec := range chunk {
+				lastAt = max(lastAt, rec.At.UnixMicro())
+				rec.At = time.UnixMicro(lastAt).UTC()
+				id := size + int64(start+i) + 1
+				args = append(args, id, rec.At, rec.Node, rec.Actor, rec.Event, rec.Result, rec.BundleID, rec.Lane, rec.FirstSeq,
+					rec.LastSeq, rec.Peer, strings.Join(rec.Digests, ","), rec.Reason, rec.LeafHashWith(h))
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO ferry_audit (id, `+pendingColumns+`, leaf_hash) VALUES `+
+				placeholders(len(chunk), 14), args...); err != nil {
+				return err
+			}
+			del := make([]any, len(chunk))
+			for i := range chunk {
+				del[i] = pids[start+i]
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM ferry_audit_pending WHERE pid IN `+placeholders(1, len(del)), del...); err != nil {
+				return err
+			}
+		}
+		size += int64(len(recs))
+		moved = len(recs)
+		_, err = tx.ExecContext(ctx, `UPDATE ferry_audit_head SET size = $1, last_at_us = $2 WHERE id = 1`, size, lastAt)
+		return err
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	return moved, size, nil
+}
+
+// readPending reads up to seqBatch pending records in pending-ID order.
+func readPending(ctx context.Context, tx *sql.Tx) ([]int64, []Record, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT pid, `+pendingColumns+` FROM ferry_audit_pending ORDER BY pid LIMIT $1`, seqBatch)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var pids []int64
+	var recs []Record
+	for rows.Next() {
+		var pid int64
+		var r Record
+		var digests string
+		if err := rows.Scan(&pid, &r.At, &r.Node, &r.Actor, &r.Event, &r.Result, &r.BundleID, &r.Lane,
+			&r.FirstSeq, &r.LastSeq, &r.Peer, &digests, &r.Reason); err != nil {
+			return nil, nil, err
+		}
+		if digests != "" {
+			r.Digests = strings.Split(digests, ",")
+		}
+		pids = append(pids, pid)
+		recs = append(recs, r.normalize())
+	}
+	return pids, recs, rows.Err()
+}
+
+// sequencer runs the Log's background sequencing: at most one run at a time, and one more when
+// records were committed during a run.
+type sequencer struct {
+	mu      sync.Mutex
+	running bool
+	again   bool
+}
+
+// kick has the pending records numbered soon, in the background.
+func (l *Log) kick() {
+	s := &l.seq
+	s.mu.Lock()
+	if s.running {
+		s.again = true
+		s.mu.Unlock()
+		return
+	}
+	s.running = true
+	s.mu.Unlock()
+	go func() {
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), sequenceTimeout)
+			err := l.sequence(ctx)
+			cancel()
+			s.mu.Lock()
+			if !s.again || err != nil {
+				s.running, s.again = false, false
+				s.mu.Unlock()
+				return
+			}
+			s.again = false
+			s.mu.Unlock()
+			// Numbering is off the path of the work: gather what commits meanwhile into the
+			// next run instead of running back to back.
+			time.Sleep(seqPause)
+		}
+	}()
+}
+
+// sequence runs Sequence and reports its outcome through Err and the metrics.
+func (l *Log) sequence(ctx context.Context) error {
+	size, _, err := Sequence(ctx, l.db)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		if ctx.Err() == nil {
+			l.failures.Inc()
+			if l.seqErr == nil {
+				l.log.Error("audit: cannot number records into the log; the ferry stops moving messages until it can", "err", err)
+			}
+			l.seqErr = fmt.Errorf("%w: %w", ErrUnwritable, err)
+		}
+		return fmt.Errorf("%w: %w", ErrUnwritable, err)
+	}
+	if l.seqErr != nil {
+		l.log.Info("audit: records are numbered into the log again")
+	}
+	l.seqErr = nil
+	l.size.Set(float64(size))
+	return nil
+}
+
+// Statement is a step written as one PostgreSQL statement (see CommitStatement): given the WITH
+// clause that writes the step's records and the number of the first parameter it may use, it
+// returns the whole statement and its own arguments, numbered from there.
+type Statement func(records string, first int) (query string, args []any, err error)
+
+// CommitStatement is Commit for a step that is one PostgreSQL statement, run on its own: one
+// round trip and its own transaction, with the step's records written by a WITH clause of the
+// same statement, so that they and the step's effect commit together or not at all. The
+// statement returns one row, scanned into dest.
+//
+// A failing statement applied nothing. Its error is returned as it is, with one exception: when
+// the log cannot take records now (the sequencer failed and still fails), the statement is not
+// run and the error wraps ErrUnwritable. Callers that cannot tell an audit failure from their
+// own should run the step again through Commit, which can.
+func (l *Log) CommitStatement(ctx context.Context, recs []Record, stmt Statement, dest ...any) error {
+	if l.sequencing() != nil {
+		if err := l.sequence(ctx); err != nil {
+			return err
 		}
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE ferry_audit_head SET size = $1, last_at_us = $2 WHERE id = 1`, size+int64(len(recs)), lastAt)
-	if err != nil {
-		return nil, err
+	for i := range recs {
+		recs[i] = l.fill(recs[i])
 	}
-	return ids, nil
+	args := make([]any, 0, 12*len(recs))
+	for _, r := range recs {
+		args = append(args, r.At, r.Node, r.Actor, r.Event, r.Result, r.BundleID, r.Lane, r.FirstSeq, r.LastSeq,
+			r.Peer, strings.Join(r.Digests, ","), r.Reason)
+	}
+	clause := `audit_rows AS (INSERT INTO ferry_audit_pending (` + pendingColumns + `) VALUES ` +
+		placeholders(len(recs), 12) + `)`
+	query, own, err := stmt(clause, len(args)+1)
+	if err != nil {
+		return err
+	}
+	if err := l.db.QueryRowContext(ctx, query, append(args, own...)...).Scan(dest...); err != nil {
+		return err
+	}
+	_ = l.wrote(ctx, Record{}, nil)
+	l.records.Add(float64(len(recs)))
+	l.kick()
+	return nil
 }

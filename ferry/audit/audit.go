@@ -10,9 +10,10 @@
 // start at 1 and have no gaps) is leaf N-1, and its leaf hash, stored with it as leaf_hash, is
 // H(0x00 ‖ the record's canonical encoding); interior nodes are H(0x01 ‖ left ‖ right). H is the
 // log's hash, SM3 by default or SHA-256, chosen before the first record and fixed afterwards
-// (Configure). Record hands out IDs under the lock of the head row (ferry_audit_head), so that
-// records are committed in ID order, and never stamps a record earlier than the one before it;
-// records handed in concurrently share a transaction (group commit).
+// (Configure). A record is written first to ferry_audit_pending, with the work it describes, and
+// then numbered into the log by the sequencer, which hands out IDs under the lock of the head
+// row (ferry_audit_head) and never stamps a record earlier than the one before it (see
+// append.go).
 //
 // A Checkpointer signs the log's tree head at intervals and on shutdown (see Checkpoint for the
 // signed text); Export writes a segment of the log with its checkpoints and certificates to a
@@ -190,10 +191,11 @@ type Log struct {
 	records  prometheus.Counter
 	size     prometheus.Gauge
 
-	mu      sync.Mutex
-	lastErr error
+	mu       sync.Mutex
+	writeErr error // the latest write to ferry_audit_pending failed
+	seqErr   error // the latest sequencing run failed
 
-	batch batcher // records waiting to be appended together
+	seq sequencer
 }
 
 // New returns a Log. Its metrics ferry_audit_failures_total, ferry_audit_records_total and
@@ -221,85 +223,96 @@ func New(cfg Config) *Log {
 // ErrUnwritable wraps every failure to write a record.
 var ErrUnwritable = errors.New("audit: cannot write audit record")
 
-// Record writes r, filling in the time, node and actor when they are empty. It returns an error
-// wrapping ErrUnwritable when the row could not be written; the caller must then fail the
-// operation r describes.
+// Record writes r, filling in the time, node and actor when they are empty, and returns once
+// it is numbered into the log. It returns an error wrapping ErrUnwritable when it could not be;
+// the caller must then fail the operation r describes.
 func (l *Log) Record(ctx context.Context, r Record) error {
 	r = l.fill(r)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w (%s): %w", ErrUnwritable, r.Event, err) // cancelled, not a store failure
 	}
-	id, err := l.append(ctx, r)
-	if err != nil && ctx.Err() != nil {
-		return fmt.Errorf("%w (%s): %w", ErrUnwritable, r.Event, err) // cancelled, not a store failure
+	if err := l.wrote(ctx, r, insertPending(ctx, l.db, []Record{r})); err != nil {
+		return err
 	}
-	if err != nil {
-		return l.failed(r, err)
-	}
-	l.written(1, id)
-	return nil
+	l.records.Inc()
+	return l.sequence(ctx)
 }
 
-// Commit runs step in a transaction and appends the records it returns in the same transaction,
-// so that the step's effect and its audit records are committed together or not at all. The
-// transaction is shared with the records and steps other callers of this Log hand in meanwhile
-// (group commit: one commit for all); steps run one after the other, in the order of their keys
-// (the lane, say, so that the row locks they take come in one order), each rolled back alone
-// when it fails. The records are filled in like Record's.
+// Commit runs step in a transaction of its own and writes the records it returns in the same
+// transaction, so that the step's effect and its audit records are committed together or not at
+// all; the records are then numbered into the log in the background. Steps of different callers
+// run in parallel: they take no lock of the log's. The records are filled in like Record's.
 //
 // When step fails, Commit returns its error as is and nothing of it was applied. When the
-// transaction fails, Commit returns an error wrapping ErrUnwritable (and, like Record, counts
-// the failure and reports it through Err); nothing was applied either.
-func (l *Log) Commit(ctx context.Context, key string, step Step) error {
+// records cannot be written, or the log cannot take records now (the sequencer failed and still
+// fails), Commit returns an error wrapping ErrUnwritable (counted, and reported through Err);
+// nothing was applied either.
+func (l *Log) Commit(ctx context.Context, step Step) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnwritable, err)
 	}
-	p := &pending{step: step, key: key}
-	l.enqueue(ctx, p)
-	if p.stepErr != nil {
-		return p.stepErr
-	}
-	if p.err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("%w: %w", ErrUnwritable, p.err)
+	if l.sequencing() != nil {
+		if err := l.sequence(ctx); err != nil {
+			return err
 		}
-		var r Record
-		if len(p.recs) > 0 {
-			r = p.recs[0]
-		}
-		return l.failed(r, p.err)
 	}
-	if len(p.ids) > 0 {
-		l.written(len(p.ids), p.ids[len(p.ids)-1])
+	var recs []Record
+	err := l.db.Tx(ctx, func(tx *sql.Tx) error {
+		rs, err := step(ctx, tx)
+		if err != nil {
+			return &stepFailed{err}
+		}
+		recs = rs
+		for i := range recs {
+			recs[i] = l.fill(recs[i])
+		}
+		return insertPending(ctx, tx, recs)
+	})
+	if sf, ok := err.(*stepFailed); ok {
+		return sf.err
+	}
+	var r Record
+	if len(recs) > 0 {
+		r = recs[0]
+	}
+	if err := l.wrote(ctx, r, err); err != nil {
+		return err
+	}
+	if len(recs) > 0 {
+		l.records.Add(float64(len(recs)))
+		l.kick()
 	}
 	return nil
 }
 
-// RecordTx appends recs in tx, a transaction of the caller's own, as the log's next records: they
-// are committed with it or not at all. It takes the lock of the log's head row, which tx then
-// holds until it ends and every other writer of the log waits for: call it last, right before
-// the commit. A failure wraps ErrUnwritable; the caller must then roll tx back. Once tx is
-// committed, the caller reports it with the returned function (for the metrics).
-func (l *Log) RecordTx(ctx context.Context, tx *sql.Tx, recs ...Record) (committed func(), err error) {
-	for i := range recs {
-		recs[i] = l.fill(recs[i])
+// wrote reports the outcome of a write to ferry_audit_pending (r is the first record of it).
+func (l *Log) wrote(ctx context.Context, r Record, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w (%s): %w", ErrUnwritable, r.Event, err) // cancelled, not a store failure
 	}
-	ids, err := l.appendTx(ctx, tx, recs)
-	if err != nil {
-		var r Record
-		if len(recs) > 0 {
-			r = recs[0]
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err == nil {
+		if l.writeErr != nil {
+			l.log.Info("audit: records are written again")
 		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%w (%s): %w", ErrUnwritable, r.Event, err)
-		}
-		return nil, l.failed(r, err)
+		l.writeErr = nil
+		return nil
 	}
-	return func() {
-		if len(ids) > 0 {
-			l.written(len(ids), ids[len(ids)-1])
-		}
-	}, nil
+	l.failures.Inc()
+	err = fmt.Errorf("%w (%s %s): %w", ErrUnwritable, r.Event, r.BundleID, err)
+	if l.writeErr == nil {
+		l.log.Error("audit: cannot write records; the ferry stops moving messages until it can", "event", r.Event, "err", err)
+	}
+	l.writeErr = err
+	return err
+}
+
+// sequencing returns the failure of the latest sequencing run, or nil.
+func (l *Log) sequencing() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seqErr
 }
 
 // fill fills in r's time, node and actor when they are empty, and normalizes it.
@@ -317,39 +330,14 @@ func (l *Log) fill(r Record) Record {
 	return r.normalize()
 }
 
-// failed counts and reports a failure to write r (and the records with it).
-func (l *Log) failed(r Record, err error) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.failures.Inc()
-	err = fmt.Errorf("%w (%s %s): %w", ErrUnwritable, r.Event, r.BundleID, err)
-	if l.lastErr == nil {
-		l.log.Error("audit: cannot write records; the ferry stops moving messages until it can", "event", r.Event, "err", err)
-	}
-	l.lastErr = err
-	return err
-}
-
-// written notes that n records were written, the last with ID id.
-func (l *Log) written(n int, id int64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.lastErr != nil {
-		l.log.Info("audit: records are written again")
-	}
-	l.lastErr = nil
-	l.records.Add(float64(n))
-	l.size.Set(float64(id))
-}
-
 // observeSize sets ferry_audit_log_size.
 func (l *Log) observeSize(n int64) { l.size.Set(float64(n)) }
 
-// Err returns the latest write failure, or nil when the latest write succeeded.
+// Err returns why records cannot be written or numbered into the log now, or nil.
 func (l *Log) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.lastErr
+	return errors.Join(l.writeErr, l.seqErr)
 }
 
 // Stored is a record as read back, with its row ID and stored leaf hash.
@@ -405,8 +393,12 @@ func query(ctx context.Context, db *sqldb.DB, where string, args ...any) ([]Stor
 	return out, err
 }
 
-// eachRecord calls fn with each record the query's WHERE and ORDER BY clauses select.
+// eachRecord calls fn with each record the query's WHERE and ORDER BY clauses select, after
+// numbering the pending ones into the log.
 func eachRecord(ctx context.Context, db *sqldb.DB, where string, args []any, fn func(Stored) error) error {
+	if _, _, err := Sequence(ctx, db); err != nil {
+		return err
+	}
 	head, err := ReadHead(ctx, db)
 	if err != nil {
 		return err

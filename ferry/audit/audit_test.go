@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"finepay/ferry/audit"
+	"finepay/ferry/internal/fixture"
 	"finepay/ferry/schema"
 	"finepay/ferry/sqldb"
 	"finepay/ferry/sqldb/sqltest"
@@ -106,4 +108,112 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// A step's effect and its records commit together; a failing step leaves neither; steps of
+// different callers run in parallel transactions (one waits inside its own for another to
+// commit); and the log numbers the records in the order they were committed.
+func TestCommitStepsInParallel(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		l, _ := setup(t, db)
+		_, err := db.ExecContext(ctx, `CREATE TABLE work (name TEXT NOT NULL)`)
+		sqltest.Must(t, err)
+		insert := func(name string) audit.Step {
+			return func(ctx context.Context, tx *sql.Tx) ([]audit.Record, error) {
+				_, err := tx.ExecContext(ctx, `INSERT INTO work (name) VALUES ($1)`, name)
+				return []audit.Record{{Event: audit.BundleSent, Result: audit.OK, BundleID: name}}, err
+			}
+		}
+		boom := errors.New("step failed")
+		err = l.Commit(ctx, func(ctx context.Context, tx *sql.Tx) ([]audit.Record, error) {
+			if _, err := insert("failed")(ctx, tx); err != nil {
+				return nil, err
+			}
+			return nil, boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("failing step: %v", err)
+		}
+		sqltest.Must(t, l.Commit(ctx, insert("first")))
+
+		if db.Dialect == sqldb.Postgres { // SQLite has one writer at a time
+			committed := make(chan struct{})
+			done := make(chan error, 1)
+			go func() {
+				done <- l.Commit(ctx, func(ctx context.Context, tx *sql.Tx) ([]audit.Record, error) {
+					select {
+					case <-committed: // the other step committed while this one's transaction is open
+					case <-time.After(10 * time.Second):
+						return nil, errors.New("the other step did not commit while this one was open")
+					}
+					return insert("waiting")(ctx, tx)
+				})
+			}()
+			sqltest.Must(t, l.Commit(ctx, insert("second")))
+			close(committed)
+			sqltest.Must(t, <-done)
+		}
+
+		recs, err := audit.Recent(ctx, db, 10)
+		sqltest.Must(t, err)
+		var got []string
+		for i := len(recs) - 1; i >= 0; i-- {
+			got = append(got, recs[i].Record.BundleID)
+			if want := int64(len(recs) - i); recs[i].ID != want || !recs[i].Intact() {
+				t.Fatalf("record %d: ID %d, intact %t", i, recs[i].ID, recs[i].Intact())
+			}
+		}
+		want := "first"
+		if db.Dialect == sqldb.Postgres {
+			want = "first second waiting"
+		}
+		if strings.Join(got, " ") != want {
+			t.Fatalf("records %q, want %q", got, want)
+		}
+		var rows int
+		sqltest.Must(t, db.QueryRowContext(ctx, `SELECT count(*) FROM work WHERE name = 'failed'`).Scan(&rows))
+		if rows != 0 {
+			t.Fatal("the failed step's effect was committed")
+		}
+	})
+}
+
+// While the log itself cannot take records (the sequencer fails), Commit refuses new work and
+// says why; the records already written are kept and numbered once the log works again.
+func TestCommitRefusedWhileLogUnwritable(t *testing.T) {
+	ctx := context.Background()
+	db := sqltest.Open(t, sqldb.Postgres)
+	l, reg := setup(t, db)
+	_, err := db.ExecContext(ctx, `ALTER TABLE ferry_audit RENAME TO ferry_audit_away`)
+	sqltest.Must(t, err)
+	ran := 0
+	step := func(id string) audit.Step {
+		return func(context.Context, *sql.Tx) ([]audit.Record, error) {
+			ran++
+			return []audit.Record{{Event: audit.BundleReceived, Result: audit.OK, BundleID: id}}, nil
+		}
+	}
+	// The first step's records are written; numbering them fails in the background.
+	sqltest.Must(t, l.Commit(ctx, step("a")))
+	fixture.Eventually(t, 10*time.Second, "the log reports that it cannot number records", func() bool {
+		return errors.Is(l.Err(), audit.ErrUnwritable)
+	})
+	if err := l.Commit(ctx, step("b")); !errors.Is(err, audit.ErrUnwritable) || ran != 1 {
+		t.Fatalf("commit while the log is unwritable: %v (steps run: %d)", err, ran)
+	}
+	if n := counterValue(t, reg, "ferry_audit_failures_total"); n < 2 {
+		t.Errorf("ferry_audit_failures_total = %v", n)
+	}
+	_, err = db.ExecContext(ctx, `ALTER TABLE ferry_audit_away RENAME TO ferry_audit`)
+	sqltest.Must(t, err)
+	sqltest.Must(t, l.Commit(ctx, step("c")))
+	if l.Err() != nil {
+		t.Fatalf("Err after recovery: %v", l.Err())
+	}
+	recs, err := audit.Recent(ctx, db, 10)
+	sqltest.Must(t, err)
+	if len(recs) != 2 || recs[1].Record.BundleID != "a" || recs[0].Record.BundleID != "c" {
+		t.Fatalf("records %+v", recs)
+	}
 }

@@ -110,12 +110,15 @@ func (c *Checkpointer) Run(ctx context.Context) error {
 	}
 }
 
-// Checkpoint signs and stores the log's current tree head if the log has grown since origin's
-// latest checkpoint. It returns the latest checkpoint and whether it made it.
+// Checkpoint numbers the pending records into the log, then signs and stores the log's current
+// tree head if the log has grown since origin's latest checkpoint. It returns the latest checkpoint and whether it made it.
 func (c *Checkpointer) Checkpoint(ctx context.Context) (StoredCheckpoint, bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	db := c.cfg.DB
+	if _, _, err := Sequence(ctx, db); err != nil {
+		return StoredCheckpoint{}, false, err
+	}
 	head, err := ReadHead(ctx, db)
 	if err != nil {
 		return StoredCheckpoint{}, false, err

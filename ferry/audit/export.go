@@ -40,6 +40,9 @@ func Export(ctx context.Context, db *sqldb.DB, dir string, o ExportOptions) (Man
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
+	if _, _, err := Sequence(ctx, db); err != nil {
+		return m, err
+	}
 	head, err := ReadHead(ctx, db)
 	if err != nil {
 		return m, err

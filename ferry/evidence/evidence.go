@@ -124,34 +124,22 @@ func (s *Store) inTx(ctx context.Context, h bundle.Header, fn func(tx *sql.Tx) e
 }
 
 func (s *Store) keep(ctx context.Context, tx *sql.Tx, role string, raw []byte, h bundle.Header, ids []string, senderFP, receiverFP string, ack []byte, ackAt time.Time) error {
-	p, err := bundle.Parse(raw, s.cfg.Generous)
-	if err != nil {
-		return fmt.Errorf("%w: bundle %s: %w", ErrUnavailable, h.BundleID, err)
-	}
-	if len(ids) != h.Count() {
-		return fmt.Errorf("%w: bundle %s: %d message IDs for %d messages", ErrUnavailable, h.BundleID, len(ids), h.Count())
-	}
-	var ackAtArg any
-	if ack != nil {
-		ackAtArg = ackAt.UTC()
-	}
-	args := []any{h.BundleID, role, h.From, h.To, h.Lane, h.FirstSeq, h.LastSeq, strings.Join(h.Digests, ","), p.SignedMessage(),
-		p.Signature, senderFP, receiverFP, s.cfg.Now().UTC(), ack, ackAtArg}
-	const insertBundle = `INSERT INTO ferry_evidence (bundle_id, role, sender, receiver, lane, first_seq, last_seq,
-		digests, signed, signature, sender_fp, receiver_fp, at, ack, ack_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (bundle_id, role) DO NOTHING`
 	if s.cfg.DB.Dialect == sqldb.Postgres {
 		// One statement: the bundle's row and, when it is new, its messages' rows.
-		_, err = tx.ExecContext(ctx, `WITH e AS (`+insertBundle+` RETURNING 1)
-			INSERT INTO ferry_evidence_message (message_id, bundle_id, seq)
-			SELECT u.id, $1, $6 + u.n - 1 FROM unnest($16::text[]) WITH ORDINALITY AS u(id, n) WHERE EXISTS (SELECT 1 FROM e)
-			ON CONFLICT (message_id, bundle_id) DO NOTHING`, append(args, ids)...)
-		if err != nil {
-			return fmt.Errorf("%w: bundle %s: %w", ErrUnavailable, h.BundleID, err)
+		clauses, args, err := s.clauses(role, raw, h, ids, senderFP, receiverFP, ack, ackAt, 1)
+		if err == nil {
+			_, err = tx.ExecContext(ctx, `WITH `+clauses+` SELECT 1`, args...)
 		}
-		return nil
+		if err != nil && !errors.Is(err, ErrUnavailable) {
+			err = fmt.Errorf("%w: bundle %s: %w", ErrUnavailable, h.BundleID, err)
+		}
+		return err
 	}
-	res, err := tx.ExecContext(ctx, insertBundle, args...)
+	args, err := s.bundleArgs(role, raw, h, ids, senderFP, receiverFP, ack, ackAt)
+	if err != nil {
+		return err
+	}
+	res, err := tx.ExecContext(ctx, insertBundle(1), args...)
 	if err == nil {
 		var n int64
 		if n, err = res.RowsAffected(); err == nil && n > 0 { // n == 0: kept before (a bundle seen again)
@@ -162,6 +150,82 @@ func (s *Store) keep(ctx context.Context, tx *sql.Tx, role string, raw []byte, h
 		return fmt.Errorf("%w: bundle %s: %w", ErrUnavailable, h.BundleID, err)
 	}
 	return nil
+}
+
+// bundleArgs are the arguments of insertBundle.
+func (s *Store) bundleArgs(role string, raw []byte, h bundle.Header, ids []string, senderFP, receiverFP string, ack []byte, ackAt time.Time) ([]any, error) {
+	p, err := bundle.Parse(raw, s.cfg.Generous)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bundle %s: %w", ErrUnavailable, h.BundleID, err)
+	}
+	if len(ids) != h.Count() {
+		return nil, fmt.Errorf("%w: bundle %s: %d message IDs for %d messages", ErrUnavailable, h.BundleID, len(ids), h.Count())
+	}
+	var ackAtArg any
+	if ack != nil {
+		ackAtArg = ackAt.UTC()
+	}
+	return []any{h.BundleID, role, h.From, h.To, h.Lane, h.FirstSeq, h.LastSeq, strings.Join(h.Digests, ","), p.SignedMessage(),
+		p.Signature, senderFP, receiverFP, s.cfg.Now().UTC(), ack, ackAtArg}, nil
+}
+
+// insertBundle inserts a bundle's row from its 15 arguments (bundleArgs), numbered from first.
+func insertBundle(first int) string {
+	n := make([]any, 15)
+	for i := range n {
+		n[i] = first + i
+	}
+	return fmt.Sprintf(`INSERT INTO ferry_evidence (bundle_id, role, sender, receiver, lane, first_seq, last_seq,
+		digests, signed, signature, sender_fp, receiver_fp, at, ack, ack_at)
+		VALUES ($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d) ON CONFLICT (bundle_id, role) DO NOTHING`, n...)
+}
+
+// clauses are PostgreSQL WITH clauses (evidence_bundle, evidence_messages) that keep a bundle's
+// row and, when it is new, its messages' rows; their arguments are numbered from first.
+func (s *Store) clauses(role string, raw []byte, h bundle.Header, ids []string, senderFP, receiverFP string, ack []byte, ackAt time.Time, first int) (string, []any, error) {
+	args, err := s.bundleArgs(role, raw, h, ids, senderFP, receiverFP, ack, ackAt)
+	if err != nil {
+		return "", nil, err
+	}
+	q := fmt.Sprintf(`evidence_bundle AS (%s RETURNING 1),
+		evidence_messages AS (INSERT INTO ferry_evidence_message (message_id, bundle_id, seq)
+			SELECT u.id, $%d, $%d + u.n - 1 FROM unnest($%d::text[]) WITH ORDINALITY AS u(id, n)
+			WHERE EXISTS (SELECT 1 FROM evidence_bundle)
+			ON CONFLICT (message_id, bundle_id) DO NOTHING)`, insertBundle(first), first, first+5, first+15)
+	return q, append(args, ids), nil
+}
+
+// SentClauses are SentTx as PostgreSQL WITH clauses (evidence_bundle, evidence_messages), for a
+// statement of the caller's; their arguments are numbered from first.
+func (s *Store) SentClauses(raw []byte, h bundle.Header, ids []string, first int) (string, []any, error) {
+	return s.clauses(Sent, raw, h, ids, s.ownFP, s.peerFP, nil, time.Time{}, first)
+}
+
+// ReceivedClauses are ReceivedTx as PostgreSQL WITH clauses (evidence_bundle,
+// evidence_messages), for a statement of the caller's; their arguments are numbered from first.
+func (s *Store) ReceivedClauses(raw []byte, h bundle.Header, msgs []inbox.Incoming, ack []byte, first int) (string, []any, error) {
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.Envelope.ID
+	}
+	p, err := bundle.ParseAck(ack)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: own acknowledgement: %w", ErrUnavailable, err)
+	}
+	return s.clauses(Received, raw, h, ids, s.peerFP, s.ownFP, ack, p.Ack.At, first)
+}
+
+// AcknowledgedClauses are AcknowledgedTx as a PostgreSQL WITH clause (evidence_ack), for a
+// statement of the caller's; its arguments are numbered from first.
+func (s *Store) AcknowledgedClauses(raw []byte, a bundle.Ack, first int) (string, []any) {
+	return fmt.Sprintf(`evidence_ack AS (%s)`, ackUpdate(first)), []any{raw, s.cfg.Now().UTC(), a.Lane, a.Seq}
+}
+
+// ackUpdate keeps an acknowledgement with the bundles it covers, from 4 arguments numbered from
+// first: the acknowledgement, when it was received, the lane and the sequence.
+func ackUpdate(first int) string {
+	return fmt.Sprintf(`UPDATE ferry_evidence SET ack = $%d, ack_at = $%d
+		WHERE role = 'sent' AND ack IS NULL AND lane = $%d AND last_seq <= $%d`, first, first+1, first+2, first+3)
 }
 
 // messageChunk bounds the rows of one INSERT.
@@ -211,8 +275,7 @@ func (s *Store) AcknowledgedTx(ctx context.Context, tx *sql.Tx, raw []byte, a bu
 func (s *Store) acknowledged(ctx context.Context, db interface {
 	ExecContext(context.Context, string, ...any) (sql.Result, error)
 }, raw []byte, a bundle.Ack) error {
-	_, err := db.ExecContext(ctx, `UPDATE ferry_evidence SET ack = $1, ack_at = $2
-		WHERE role = 'sent' AND ack IS NULL AND lane = $3 AND last_seq <= $4`, raw, s.cfg.Now().UTC(), a.Lane, a.Seq)
+	_, err := db.ExecContext(ctx, ackUpdate(1), raw, s.cfg.Now().UTC(), a.Lane, a.Seq)
 	if err != nil {
 		return fmt.Errorf("%w: acknowledgement of %s up to %d: %w", ErrUnavailable, a.Lane, a.Seq, err)
 	}

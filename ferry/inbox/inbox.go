@@ -37,6 +37,7 @@ type Result struct {
 	Applied    int   // messages inserted
 	Duplicates int   // messages already present (by sequence or by message ID)
 	HWM        int64 // the lane's high-water mark after the bundle
+	Before     int64 // the lane's high-water mark before it
 }
 
 // Receive commits msgs (consecutive sequences of one lane from peer) into the inbox and
@@ -83,6 +84,7 @@ func ReceiveTx(ctx context.Context, d sqldb.Dialect, tx *sql.Tx, peer, lane, bun
 		ON CONFLICT (peer, lane) DO UPDATE SET hwm = ferry_lane_in.hwm RETURNING hwm`, peer, lane, now.UTC()).Scan(&hwm); err != nil {
 		return res, err
 	}
+	res.Before = hwm
 	if msgs[0].Seq > hwm+1 {
 		res.HWM = hwm
 		return res, fmt.Errorf("%w: lane %s expects %d, bundle starts at %d", ErrGap, lane, hwm+1, msgs[0].Seq)
@@ -407,4 +409,43 @@ func (p *pendingCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(n), lane)
 		}
 	}
+}
+
+// ReceiveClauses are ReceiveTx, for a bundle that continues lane from its mark before, as
+// PostgreSQL WITH clauses for a statement of the caller's, with arguments numbered from first:
+// inbox_mark moves the lane's mark from before to the bundle's last sequence and returns a row,
+// or none when the lane is not at before (the caller must then fail the statement, so that
+// nothing of it is applied); inbox_rows returns a row for each message inserted (a message ID
+// already present is skipped). msgs must be consecutive, start at or before before+1 and end
+// after it.
+func ReceiveClauses(peer, lane, bundleID string, msgs []Incoming, now time.Time, before int64, first int) (string, []any, error) {
+	if err := checkConsecutive(msgs); err != nil {
+		return "", nil, err
+	}
+	last := msgs[len(msgs)-1].Seq
+	if msgs[0].Seq > before+1 || last <= before {
+		return "", nil, fmt.Errorf("inbox: bundle %d..%d does not continue lane %s from %d", msgs[0].Seq, last, lane, before)
+	}
+	var ids, types, keys []string
+	var seqs []int64
+	var created []time.Time
+	var raws [][]byte
+	for _, m := range msgs {
+		if m.Seq <= before {
+			continue
+		}
+		e := m.Envelope
+		ids, seqs, types, keys = append(ids, e.ID), append(seqs, m.Seq), append(types, e.Type), append(keys, e.Key)
+		created, raws = append(created, e.CreatedAt.UTC()), append(raws, m.Raw)
+	}
+	n := func(i int) int { return first + i }
+	q := fmt.Sprintf(`inbox_mark AS (
+			UPDATE ferry_lane_in SET hwm = $%d, updated_at = $%d WHERE peer = $%d AND lane = $%d AND hwm = $%d RETURNING 1),
+		inbox_rows AS (
+			INSERT INTO ferry_inbox (message_id, peer, lane, seq, type, msg_key, created_at, envelope, bundle_id, received_at)
+			SELECT u.id, $%d, $%d, u.seq, u.type, u.key, u.created, u.raw, $%d, $%d
+			FROM unnest($%d::text[], $%d::bigint[], $%d::text[], $%d::text[], $%d::timestamptz[], $%d::bytea[]) AS u(id, seq, type, key, created, raw)
+			ON CONFLICT (message_id) DO NOTHING RETURNING 1)`,
+		n(0), n(1), n(2), n(3), n(4), n(2), n(3), n(5), n(1), n(6), n(7), n(8), n(9), n(10), n(11))
+	return q, []any{last, now.UTC(), peer, lane, before, bundleID, ids, seqs, types, keys, created, raws}, nil
 }

@@ -251,7 +251,7 @@ func TestAuditFailClosedReceiver(t *testing.T) {
 	p := setup(t, options{})
 	c := p.client(t, p.node)
 	ctx := context.Background()
-	exec(t, p.gw, `ALTER TABLE ferry_audit RENAME TO ferry_audit_away`)
+	exec(t, p.gw, `ALTER TABLE ferry_audit_pending RENAME TO ferry_audit_away`)
 	raw, _ := p.seal(t, "to-gateway.0", 1, fixture.Bill(t, 1))
 	_, err := c.Push(ctx, raw)
 	var pe *relay.PeerError
@@ -264,7 +264,7 @@ func TestAuditFailClosedReceiver(t *testing.T) {
 	if err := p.dmz.Ready(ctx); !errors.Is(err, audit.ErrUnwritable) {
 		t.Fatalf("Ready: %v", err)
 	}
-	exec(t, p.gw, `ALTER TABLE ferry_audit_away RENAME TO ferry_audit`)
+	exec(t, p.gw, `ALTER TABLE ferry_audit_away RENAME TO ferry_audit_pending`)
 	if _, err := c.Push(ctx, raw); err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func TestAuditFailClosedReceiver(t *testing.T) {
 // When the sender cannot write its audit trail it sends nothing until it can.
 func TestAuditFailClosedSender(t *testing.T) {
 	p := setup(t, options{})
-	exec(t, p.core, `ALTER TABLE ferry_audit RENAME TO ferry_audit_away`)
+	exec(t, p.core, `ALTER TABLE ferry_audit_pending RENAME TO ferry_audit_away`)
 	fixture.Put(t, p.core, 1, fixture.Bill(t, 1))
 	p.startIntranet(t)
 	fixture.Eventually(t, 10*time.Second, "the intranet ferry reports its audit failure", func() bool {
@@ -285,7 +285,7 @@ func TestAuditFailClosedSender(t *testing.T) {
 	if n := count(t, p.gw, `SELECT count(*) FROM ferry_inbox`) + len(events(t, p.gw)); n != 0 {
 		t.Fatal("a bundle crossed without its bundle.sent record")
 	}
-	exec(t, p.core, `ALTER TABLE ferry_audit_away RENAME TO ferry_audit`)
+	exec(t, p.core, `ALTER TABLE ferry_audit_away RENAME TO ferry_audit_pending`)
 	fixture.Eventually(t, 10*time.Second, "the message crosses once audit works", func() bool {
 		return count(t, p.gw, `SELECT count(*) FROM ferry_inbox`) == 1
 	})

@@ -524,3 +524,19 @@ func (c *BacklogCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, lag, l.Lane)
 	}
 }
+
+// AckClauses are AckTx, for an acknowledgement up to seq of a lane acknowledged up to before,
+// as PostgreSQL WITH clauses for a statement of the caller's, with arguments numbered from
+// first: ack_lane moves the lane's acknowledged sequence from before to seq and returns a row,
+// or none when the lane is not at before or has not sent seq (the caller must then fail the
+// statement, so that nothing of it is applied); ack_retired deletes the rows it covers and
+// returns a row for each. Producers hold the lane's row for their whole transaction: a statement
+// should read ack_retired before ack_lane, so that the row is locked after the rows are deleted.
+func AckClauses(lane string, before, seq int64, now time.Time, first int) (string, []any) {
+	q := fmt.Sprintf(`ack_lane AS (
+			UPDATE ferry_lane_out SET acked_seq = $%[2]d, acked_at = $%[3]d
+			WHERE lane = $%[1]d AND acked_seq = $%[4]d AND last_seq >= $%[2]d RETURNING 1),
+		ack_retired AS (
+			DELETE FROM ferry_outbox WHERE lane = $%[1]d AND seq > $%[4]d AND seq <= $%[2]d RETURNING 1)`, first, first+1, first+2, first+3)
+	return q, []any{lane, seq, now.UTC(), before}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"finepay/ferry/audit"
 	"finepay/ferry/bundle"
@@ -34,20 +35,71 @@ func (r *Relay) Accept(ctx context.Context, raw []byte, remote string) ([]byte, 
 	}
 	unlock := r.locks.lock(h.Lane)
 	defer unlock()
-	hwm, err := r.hwm(ctx, h.Lane)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	for {
+		hwm, cached, err := r.inMarks.get(ctx, h.Lane, r.hwm)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		if cached && (h.LastSeq <= hwm || h.FirstSeq > hwm+1) {
+			r.inMarks.set(h.Lane, 0, false) // a duplicate or a gap is decided on the stored mark
+			continue
+		}
+		var ack []byte
+		switch {
+		case h.LastSeq <= hwm:
+			ack, err = r.duplicate(ctx, h, remote, hwm)
+		case h.FirstSeq > hwm+1:
+			return nil, r.gap(ctx, h, remote, hwm)
+		default:
+			ack, err = r.commit(ctx, raw, h, msgs, remote, hwm)
+			if errors.Is(err, errStaleMark) && cached {
+				continue // the lane moved without this relay: decide again on the stored mark
+			}
+			return ack, err
+		}
+		return r.keepReceived(ctx, raw, h, msgs, ack, err)
 	}
-	var ack []byte
-	switch {
-	case h.LastSeq <= hwm:
-		ack, err = r.duplicate(ctx, h, remote, hwm)
-	case h.FirstSeq > hwm+1:
-		return nil, r.gap(ctx, h, remote, hwm)
-	default:
-		return r.commit(ctx, raw, h, msgs, remote)
+}
+
+// errStaleMark: the lane's stored mark is not the one the relay went by.
+var errStaleMark = errors.New("relay: the lane's mark moved")
+
+// laneMarks keeps the receiving lanes' high-water marks as this relay last committed them, so that
+// a bundle is not preceded by a read of its lane's mark. A kept mark is only a guide: the commit
+// checks it against the stored one, and a mismatch drops it and the bundle is taken again.
+type laneMarks struct {
+	mu sync.Mutex
+	m  map[string]int64
+}
+
+func (k *laneMarks) get(ctx context.Context, lane string, read func(context.Context, string) (int64, error)) (hwm int64, cached bool, err error) {
+	if hwm, cached = k.peek(lane); cached {
+		return hwm, true, nil
 	}
-	return r.keepReceived(ctx, raw, h, msgs, ack, err)
+	hwm, err = read(ctx, lane)
+	return hwm, false, err
+}
+
+// peek returns lane's kept mark, if there is one.
+func (k *laneMarks) peek(lane string) (int64, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	hwm, ok := k.m[lane]
+	return hwm, ok
+}
+
+// set keeps lane's mark; ok false forgets it.
+func (k *laneMarks) set(lane string, hwm int64, ok bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.m == nil {
+		k.m = map[string]int64{}
+	}
+	if ok {
+		k.m[lane] = hwm
+	} else {
+		delete(k.m, lane)
+	}
 }
 
 // checkBundle checks what Open cannot know: who may send to whom, and in which direction.
@@ -76,16 +128,39 @@ func (r *Relay) hwm(ctx context.Context, lane string) (int64, error) {
 // commit commits a bundle's messages, its bundle.received record and its evidence (with the
 // acknowledgement made for it) in one transaction, which the audit log shares with the other
 // lanes' steps (group commit), and returns the acknowledgement.
-func (r *Relay) commit(ctx context.Context, raw []byte, h bundle.Header, msgs []inbox.Incoming, remote string) ([]byte, error) {
+// hwm is the lane's mark the relay decided on: when the stored one differs, nothing is
+// committed and the error is errStaleMark.
+func (r *Relay) commit(ctx context.Context, raw []byte, h bundle.Header, msgs []inbox.Incoming, remote string, hwm int64) ([]byte, error) {
 	peer := r.peerName(remote)
+	if sev, ok := r.statements(); ok {
+		ack, err := r.sealAck(h.Lane, max(hwm, h.LastSeq), h.BundleID)
+		if err != nil {
+			return nil, err
+		}
+		r.failpoint(FailAfterReceiveBeforeCommit)
+		applied, err := r.receiveStatement(ctx, sev, raw, h, msgs, ack, hwm, bundleRecord(audit.BundleReceived, audit.OK, h, peer, ""))
+		if err == nil {
+			r.inMarks.set(h.Lane, max(hwm, h.LastSeq), true)
+			r.received(h, applied, h.Count()-applied)
+			return ack, nil
+		}
+		r.inMarks.set(h.Lane, 0, false)
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: commit %s: %w", ErrUnavailable, h, err)
+		}
+		// Nothing of it was applied: take the bundle again as a transaction, which tells why.
+	}
 	ev, txEv := r.txEvidence()
 	var res inbox.Result
 	var ack []byte
 	var stepErr error
-	err := r.cfg.Audit.Commit(ctx, h.Lane, func(ctx context.Context, tx *sql.Tx) ([]audit.Record, error) {
+	err := r.cfg.Audit.Commit(ctx, func(ctx context.Context, tx *sql.Tx) ([]audit.Record, error) {
 		var err error
 		stepErr = nil
 		res, err = inbox.ReceiveTx(ctx, r.cfg.DB.Dialect, tx, r.cfg.Peer, h.Lane, h.BundleID, msgs, r.now())
+		if err == nil && res.Before != hwm {
+			err = fmt.Errorf("%w: lane %s is at %d, not %d", errStaleMark, h.Lane, res.Before, hwm)
+		}
 		if err == nil {
 			ack, err = r.sealAck(h.Lane, res.HWM, h.BundleID)
 		}
@@ -99,7 +174,10 @@ func (r *Relay) commit(ctx context.Context, raw []byte, h bundle.Header, msgs []
 		r.failpoint(FailAfterReceiveBeforeCommit)
 		return []audit.Record{bundleRecord(audit.BundleReceived, audit.OK, h, peer, "")}, nil
 	})
+	r.inMarks.set(h.Lane, res.HWM, err == nil)
 	switch {
+	case errors.Is(stepErr, errStaleMark):
+		return nil, stepErr
 	case err != nil && errors.Is(stepErr, inbox.ErrGap):
 		return nil, r.gap(ctx, h, remote, res.HWM)
 	case err != nil && stepErr != nil:
@@ -111,15 +189,20 @@ func (r *Relay) commit(ctx context.Context, raw []byte, h bundle.Header, msgs []
 	case err != nil:
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err) // the audit trail (or the database) failed
 	}
-	r.failpoint(FailAfterCommitBeforeAck)
-	r.m.BundlesReceived.WithLabelValues(h.Lane).Inc()
-	r.m.MessagesReceived.Add(float64(res.Applied))
-	r.log.Debug("relay: bundle received", "bundle", h.BundleID, "lane", h.Lane, "first", h.FirstSeq, "last", h.LastSeq,
-		"applied", res.Applied, "duplicates", res.Duplicates)
+	r.received(h, res.Applied, res.Duplicates)
 	if r.cfg.Evidence != nil && !txEv {
 		return r.keepReceived(ctx, raw, h, msgs, ack, nil)
 	}
 	return ack, nil
+}
+
+// received notes a committed bundle.
+func (r *Relay) received(h bundle.Header, applied, duplicates int) {
+	r.failpoint(FailAfterCommitBeforeAck)
+	r.m.BundlesReceived.WithLabelValues(h.Lane).Inc()
+	r.m.MessagesReceived.Add(float64(applied))
+	r.log.Debug("relay: bundle received", "bundle", h.BundleID, "lane", h.Lane, "first", h.FirstSeq, "last", h.LastSeq,
+		"applied", applied, "duplicates", duplicates)
 }
 
 func (r *Relay) duplicate(ctx context.Context, h bundle.Header, remote string, hwm int64) ([]byte, error) {

@@ -228,6 +228,8 @@ type Relay struct {
 	m        *Metrics
 	watch    *watcher
 	locks    laneLocks
+	inMarks  laneMarks // receiving lanes: the high-water mark last committed
+	outAcked laneMarks // sending lanes: the sequence last acknowledged
 	leases   *leases
 	acks     *ackQueue
 	seenAt   atomic.Int64 // DMZ: when the peer last called, Unix nanoseconds

@@ -41,30 +41,20 @@ func (r *Relay) pending(ctx context.Context, lane string, after int64) ([]outbox
 	return rows, nil
 }
 
-// collect is pending, lingering once for up to linger when the bundle would not be full.
+// collect is pending, after lingering for up to linger when the lane, as last seen, does not
+// hold a full bundle's worth of messages: the rows are read once.
 func (r *Relay) collect(ctx context.Context, lane string, after int64, linger time.Duration) ([]outbox.Row, error) {
-	rows, err := r.pending(ctx, lane, after)
-	if err != nil || len(rows) == 0 || linger <= 0 || r.full(rows) {
-		return rows, err
-	}
-	t := time.NewTimer(linger)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-r.stopping:
-		return rows, nil
-	case <-t.C:
+	if st, _ := r.watch.lane(lane); linger > 0 && st.LastSeq-after < int64(r.cfg.Limits.MaxMessages) {
+		t := time.NewTimer(linger)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-r.stopping:
+		case <-t.C:
+		}
 	}
 	return r.pending(ctx, lane, after)
-}
-
-func (r *Relay) full(rows []outbox.Row) bool {
-	size := 0
-	for _, row := range rows {
-		size += len(row.Envelope)
-	}
-	return len(rows) >= r.cfg.Limits.MaxMessages || size >= r.envelopeBudget()/2
 }
 
 // seal builds a bundle of rows (consecutive, of one lane), halving it in the unlikely case
@@ -117,8 +107,20 @@ func (r *Relay) prepare(ctx context.Context, lane string, after int64, remote st
 // the other lanes' steps.
 func (r *Relay) announce(ctx context.Context, o *outgoing, remote string) error {
 	rec := bundleRecord(audit.BundleSent, audit.OK, o.h, r.peerName(remote), "")
+	if sev, ok := r.statements(); ok {
+		err := r.announceStatement(ctx, sev, o, rec)
+		if err == nil {
+			r.m.BundlesSent.WithLabelValues(o.h.Lane).Inc()
+			r.m.MessagesSent.Add(float64(o.h.Count()))
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		// Nothing of it was applied: record it again as a transaction, which tells why.
+	}
 	if ev, ok := r.txEvidence(); ok {
-		err := r.cfg.Audit.Commit(ctx, o.h.Lane, func(ctx context.Context, tx *sql.Tx) ([]audit.Record, error) {
+		err := r.cfg.Audit.Commit(ctx, func(ctx context.Context, tx *sql.Tx) ([]audit.Record, error) {
 			if err := ev.SentTx(ctx, tx, o.raw, o.h, o.ids); err != nil {
 				return nil, err
 			}
@@ -144,23 +146,20 @@ func (r *Relay) announce(ctx context.Context, o *outgoing, remote string) error 
 // (ack.received) and retires what it covers. want, when not nil, is the bundle it must answer.
 func (r *Relay) acknowledged(ctx context.Context, raw []byte, want *bundle.Header, remote string) (bundle.Ack, error) {
 	peer := r.peerName(remote)
+	ev, txEv := r.txEvidence()
+	oneTx := txEv || r.cfg.Evidence == nil
 	a, err := bundle.OpenAck(raw, r.cfg.Keys.PeerSign)
 	if err == nil {
-		err = r.checkAck(ctx, a, want)
+		err = r.checkAck(a, want)
+	}
+	if err == nil && !oneTx {
+		err = r.checkAckSent(ctx, a)
 	}
 	if err != nil {
-		word := reasonOf(err)
-		r.m.BundlesRejected.WithLabelValues("ack_" + word).Inc()
-		rec := audit.Record{Event: audit.AckReceived, Result: audit.Rejected, Lane: a.Lane, LastSeq: a.Seq,
-			BundleID: a.BundleID, Peer: peer, Reason: word + ": " + err.Error()}
-		if aerr := r.record(ctx, rec); aerr != nil {
-			return bundle.Ack{}, aerr
-		}
-		return bundle.Ack{}, &RejectedError{Reason: word, Err: err}
+		return bundle.Ack{}, r.ackRejected(ctx, a, peer, err)
 	}
 	rec := audit.Record{Event: audit.AckReceived, Result: audit.OK, Lane: a.Lane, LastSeq: a.Seq, BundleID: a.BundleID, Peer: peer}
-	ev, ok := r.txEvidence()
-	if !ok && r.cfg.Evidence != nil {
+	if !oneTx {
 		if err := r.record(ctx, rec); err != nil {
 			return bundle.Ack{}, err
 		}
@@ -169,18 +168,37 @@ func (r *Relay) acknowledged(ctx context.Context, raw []byte, want *bundle.Heade
 		}
 		return a, r.retire(ctx, a, want, peer)
 	}
+	if sev, ok := r.statements(); ok {
+		if before, known := r.outAcked.peek(a.Lane); known && a.Seq > before {
+			recs := []audit.Record{rec, r.acknowledgedRecord(a, want, peer, before)}
+			err := r.ackStatement(ctx, sev, raw, a, before, recs)
+			if err == nil {
+				r.outAcked.set(a.Lane, a.Seq, true)
+				return a, nil
+			}
+			if ctx.Err() != nil {
+				return bundle.Ack{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+			}
+		}
+		r.outAcked.set(a.Lane, 0, false) // nothing of it was applied: the transaction below tells why
+	}
 	// One transaction: the evidence, the retired rows and both records (ack.received, and
-	// bundle.acknowledged when rows were retired) commit together or not at all, in the
-	// transaction the audit log shares with the other lanes' steps (group commit).
-	err = r.cfg.Audit.Commit(ctx, a.Lane, func(ctx context.Context, tx *sql.Tx) ([]audit.Record, error) {
-		if ok {
+	// bundle.acknowledged when rows were retired) commit together or not at all. Retiring
+	// checks that the acknowledgement covers only sequences sent.
+	var acked int64
+	err = r.cfg.Audit.Commit(ctx, func(ctx context.Context, tx *sql.Tx) ([]audit.Record, error) {
+		_, before, err := outbox.AckTx(ctx, tx, a.Lane, a.Seq, r.now())
+		acked = max(before, a.Seq)
+		if errors.Is(err, outbox.ErrAckBeyondSent) {
+			return nil, fmt.Errorf("%w: %w", ErrAckBeyondSent, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("retire %s up to %d: %w", a.Lane, a.Seq, err)
+		}
+		if txEv {
 			if err := ev.AcknowledgedTx(ctx, tx, raw, a); err != nil {
 				return nil, err
 			}
-		}
-		_, before, err := outbox.AckTx(ctx, tx, a.Lane, a.Seq, r.now())
-		if err != nil {
-			return nil, fmt.Errorf("retire %s up to %d: %w", a.Lane, a.Seq, err)
 		}
 		recs := []audit.Record{rec}
 		if a.Seq > before {
@@ -188,10 +206,26 @@ func (r *Relay) acknowledged(ctx context.Context, raw []byte, want *bundle.Heade
 		}
 		return recs, nil
 	})
+	if errors.Is(err, ErrAckBeyondSent) {
+		return bundle.Ack{}, r.ackRejected(ctx, a, peer, err)
+	}
 	if err != nil {
 		return bundle.Ack{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+	r.outAcked.set(a.Lane, acked, true)
 	return a, nil
+}
+
+// ackRejected audits and counts an acknowledgement that failed verification.
+func (r *Relay) ackRejected(ctx context.Context, a bundle.Ack, peer string, err error) error {
+	word := reasonOf(err)
+	r.m.BundlesRejected.WithLabelValues("ack_" + word).Inc()
+	rec := audit.Record{Event: audit.AckReceived, Result: audit.Rejected, Lane: a.Lane, LastSeq: a.Seq,
+		BundleID: a.BundleID, Peer: peer, Reason: word + ": " + err.Error()}
+	if aerr := r.record(ctx, rec); aerr != nil {
+		return aerr
+	}
+	return &RejectedError{Reason: word, Err: err}
 }
 
 func (r *Relay) acknowledgedRecord(a bundle.Ack, want *bundle.Header, peer string, acked int64) audit.Record {
@@ -203,8 +237,8 @@ func (r *Relay) acknowledgedRecord(a bundle.Ack, want *bundle.Header, peer strin
 	return rec
 }
 
-// checkAck checks an acknowledgement's parties, lane and range.
-func (r *Relay) checkAck(ctx context.Context, a bundle.Ack, want *bundle.Header) error {
+// checkAck checks an acknowledgement's parties, lane and bundle.
+func (r *Relay) checkAck(a bundle.Ack, want *bundle.Header) error {
 	if a.From != r.cfg.Peer || a.To != r.cfg.Node {
 		return fmt.Errorf("%w: acknowledgement from %q to %q", ErrWrongParty, a.From, a.To)
 	}
@@ -214,6 +248,11 @@ func (r *Relay) checkAck(ctx context.Context, a bundle.Ack, want *bundle.Header)
 	if want != nil && (a.Lane != want.Lane || a.BundleID != want.BundleID) {
 		return fmt.Errorf("%w: acknowledgement for %s %s, sent %s", bundle.ErrSequence, a.Lane, a.BundleID, want)
 	}
+	return nil
+}
+
+// checkAckSent checks that an acknowledgement covers only sequences sent.
+func (r *Relay) checkAckSent(ctx context.Context, a bundle.Ack) error {
 	last, _, err := r.laneOut(ctx, a.Lane)
 	if err != nil {
 		return err

@@ -143,7 +143,7 @@ func bothSides(t *testing.T, gw, core *sqldb.DB) {
 	}
 
 	// Audit fail-closed, seen from outside.
-	exec(t, gw, `ALTER TABLE ferry_audit RENAME TO ferry_audit_away`)
+	exec(t, gw, `ALTER TABLE ferry_audit_pending RENAME TO ferry_audit_away`)
 	fixture.Put(t, core, 1, fixture.Bill(t, 2))
 	fixture.Eventually(t, 30*time.Second, "DMZ /readyz reports the audit failure", func() bool {
 		code, body := get(t, dmz.metrics+"/readyz")
@@ -152,7 +152,7 @@ func bothSides(t *testing.T, gw, core *sqldb.DB) {
 	if n := count(t, gw, `SELECT count(*) FROM ferry_inbox`); n != 1 {
 		t.Fatalf("%d messages applied while the audit trail was unwritable", n)
 	}
-	exec(t, gw, `ALTER TABLE ferry_audit_away RENAME TO ferry_audit`)
+	exec(t, gw, `ALTER TABLE ferry_audit_away RENAME TO ferry_audit_pending`)
 	fixture.Eventually(t, 30*time.Second, "the held message crosses", func() bool {
 		return count(t, gw, `SELECT count(*) FROM ferry_inbox`) == 2
 	})
