@@ -73,7 +73,7 @@ func run(ctx context.Context) error {
 	rateFor := flag.Duration("rate-for", 10*time.Second, "length of the latency run")
 	producers := flag.Int("producers", 2, "concurrent producer transactions in the throughput run")
 	batch := flag.Int("batch", 500, "messages per producer transaction (all of one lane) in the throughput run")
-	lanes := flag.Int("lanes", 8, "ferry lanes (outbox partitions)")
+	lanes := flag.Int("lanes", 4, "ferry lanes (outbox partitions); the core's default, whose bill.published these messages are")
 	maxMessages := flag.Int("max-messages", 1024, "most messages in one bundle")
 	maxBytes := flag.Int("max-bundle-bytes", 1<<20, "largest bundle in bytes")
 	linger := flag.Duration("linger", 5*time.Millisecond, "how long a sender waits to fill a bundle that is not full")
