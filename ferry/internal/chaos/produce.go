@@ -120,6 +120,13 @@ func produce(ctx context.Context, dbURL, side string, rate int, n int64) error {
 		switch {
 		case errors.Is(err, outbox.ErrBackpressure):
 			continue // the same message again at the next tick
+		case sqldb.IsUniqueViolation(err) && strings.Contains(err.Error(), "chaos_produced"):
+			// The killed producer before this one had sent its last commit, which the server
+			// finished after this one read where to start: go on after it.
+			if err := db.QueryRowContext(ctx, `SELECT COALESCE(max(i) + 1, 0) FROM chaos_produced`).Scan(&i); err != nil {
+				return err
+			}
+			continue
 		case err != nil:
 			return fmt.Errorf("message %d: %w", i, err)
 		}
