@@ -224,8 +224,9 @@ func New(cfg Config) *Log {
 var ErrUnwritable = errors.New("audit: cannot write audit record")
 
 // Record writes r, filling in the time, node and actor when they are empty, and returns once
-// it is numbered into the log. It returns an error wrapping ErrUnwritable when it could not be;
-// the caller must then fail the operation r describes.
+// it is numbered into the log. It returns an error wrapping ErrUnwritable when it could not be
+// written or numbered (one written is numbered by a later run); the caller must then fail the
+// operation r describes.
 func (l *Log) Record(ctx context.Context, r Record) error {
 	r = l.fill(r)
 	if err := ctx.Err(); err != nil {
@@ -268,7 +269,7 @@ func (l *Log) Commit(ctx context.Context, step Step) error {
 		}
 		return insertPending(ctx, tx, recs)
 	})
-	if sf, ok := err.(*stepFailed); ok {
+	if sf := (*stepFailed)(nil); errors.As(err, &sf) {
 		return sf.err
 	}
 	var r Record

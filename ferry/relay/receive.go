@@ -126,10 +126,9 @@ func (r *Relay) hwm(ctx context.Context, lane string) (int64, error) {
 }
 
 // commit commits a bundle's messages, its bundle.received record and its evidence (with the
-// acknowledgement made for it) in one transaction, which the audit log shares with the other
-// lanes' steps (group commit), and returns the acknowledgement.
-// hwm is the lane's mark the relay decided on: when the stored one differs, nothing is
-// committed and the error is errStaleMark.
+// acknowledgement made for it) together, as one statement on PostgreSQL (statement.go) or one
+// transaction, and returns the acknowledgement. hwm is the lane's mark the relay decided on:
+// when the stored one differs, nothing is committed and the error is errStaleMark.
 func (r *Relay) commit(ctx context.Context, raw []byte, h bundle.Header, msgs []inbox.Incoming, remote string, hwm int64) ([]byte, error) {
 	peer := r.peerName(remote)
 	if sev, ok := r.statements(); ok {

@@ -103,8 +103,8 @@ func (r *Relay) prepare(ctx context.Context, lane string, after int64, remote st
 }
 
 // announce records a bundle as sent (and keeps its evidence): it must not be sent when this
-// fails. The record and the evidence commit together, in a transaction the audit log shares with
-// the other lanes' steps.
+// fails. The record and the evidence commit together, as one statement on PostgreSQL
+// (statement.go) or one transaction.
 func (r *Relay) announce(ctx context.Context, o *outgoing, remote string) error {
 	rec := bundleRecord(audit.BundleSent, audit.OK, o.h, r.peerName(remote), "")
 	if sev, ok := r.statements(); ok {
