@@ -203,11 +203,12 @@ func (o *Outbox) Clauses(q Queued, cond string, first int) (string, []any) {
 func (q Queued) clauses(maxBacklog int64, cond string, first int) (string, []any) {
 	n := func(i int) string { return fmt.Sprintf("$%d", first+i) }
 	sql := `ferry_lane AS (
-			INSERT INTO ferry_lane_out (lane, last_seq, acked_seq) SELECT ` + n(0) + `::text, 1, 0 WHERE ` + cond + `
-			ON CONFLICT (lane) DO UPDATE SET last_seq = ferry_lane_out.last_seq + 1 RETURNING lane, last_seq, acked_seq),
+			INSERT INTO ferry_lane_out (lane, last_seq) SELECT ` + n(0) + `::text, 1 WHERE ` + cond + `
+			ON CONFLICT (lane) DO UPDATE SET last_seq = ferry_lane_out.last_seq + 1 RETURNING lane, last_seq),
 		ferry_msg AS (
 			INSERT INTO ferry_outbox (lane, seq, message_id, type, msg_key, created_at, envelope)
-			SELECT l.lane, CASE WHEN l.last_seq - l.acked_seq <= ` + n(6) + `::bigint THEN l.last_seq
+			SELECT l.lane, CASE WHEN l.last_seq - coalesce((SELECT a.acked_seq FROM ferry_lane_acked a WHERE a.lane = l.lane), 0)
+					<= ` + n(6) + `::bigint THEN l.last_seq
 					ELSE ('` + backlogFull + `' || l.lane)::bigint END,
 				` + n(1) + `::text, ` + n(2) + `::text, ` + n(3) + `::text, ` + n(4) + `::timestamptz, ` + n(5) + `::bytea FROM ferry_lane l
 			RETURNING seq)`
@@ -238,8 +239,9 @@ func (o *Outbox) Refused(err error, id string) error {
 func (o *Outbox) putSQLite(ctx context.Context, tx *sql.Tx, q Queued) (int64, error) {
 	lane, env := q.lane, q.env
 	var seq, acked int64
-	err := tx.QueryRowContext(ctx, `INSERT INTO ferry_lane_out (lane, last_seq, acked_seq) VALUES ($1, 1, 0)
-		ON CONFLICT (lane) DO UPDATE SET last_seq = ferry_lane_out.last_seq + 1 RETURNING last_seq, acked_seq`, lane).Scan(&seq, &acked)
+	err := tx.QueryRowContext(ctx, `INSERT INTO ferry_lane_out (lane, last_seq) VALUES ($1, 1)
+		ON CONFLICT (lane) DO UPDATE SET last_seq = ferry_lane_out.last_seq + 1
+		RETURNING last_seq, coalesce((SELECT acked_seq FROM ferry_lane_acked WHERE lane = $1), 0)`, lane).Scan(&seq, &acked)
 	if err != nil {
 		return 0, fmt.Errorf("outbox: lane %s: %w", lane, err)
 	}
@@ -284,8 +286,9 @@ func (o *Outbox) PutBatch(ctx context.Context, tx *sql.Tx, envs []envelope.Envel
 		items := byLane[lane]
 		k := int64(len(items))
 		var last, acked int64
-		err := tx.QueryRowContext(ctx, `INSERT INTO ferry_lane_out (lane, last_seq, acked_seq) VALUES ($1, $2, 0)
-			ON CONFLICT (lane) DO UPDATE SET last_seq = ferry_lane_out.last_seq + $2 RETURNING last_seq, acked_seq`, lane, k).Scan(&last, &acked)
+		err := tx.QueryRowContext(ctx, `INSERT INTO ferry_lane_out (lane, last_seq) VALUES ($1, $2)
+			ON CONFLICT (lane) DO UPDATE SET last_seq = ferry_lane_out.last_seq + $2
+			RETURNING last_seq, coalesce((SELECT acked_seq FROM ferry_lane_acked WHERE lane = $1), 0)`, lane, k).Scan(&last, &acked)
 		if err != nil {
 			return nil, fmt.Errorf("outbox: lane %s: %w", lane, err)
 		}
@@ -396,7 +399,8 @@ func (l Lane) Backlog() int64 { return l.LastSeq - l.AckedSeq }
 
 // Lanes returns the state of every outgoing lane.
 func Lanes(ctx context.Context, db *sqldb.DB) ([]Lane, error) {
-	rows, err := db.QueryContext(ctx, `SELECT lane, last_seq, acked_seq FROM ferry_lane_out ORDER BY lane`)
+	rows, err := db.QueryContext(ctx, `SELECT l.lane, l.last_seq, coalesce(a.acked_seq, 0)
+		FROM ferry_lane_out l LEFT JOIN ferry_lane_acked a ON a.lane = l.lane ORDER BY l.lane`)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: lanes: %w", err)
 	}
@@ -441,12 +445,14 @@ func Ack(ctx context.Context, db *sqldb.DB, lane string, seq int64, now time.Tim
 // AckTx is Ack inside tx, a transaction of the caller's (so that the audit record and evidence of
 // the acknowledgement commit with it). It also returns the lane's acknowledged sequence before.
 func AckTx(ctx context.Context, tx *sql.Tx, lane string, seq int64, now time.Time) (retired, before int64, err error) {
-	// The lane row is read without a lock and updated last: producers hold it for their whole
-	// transaction, and retiring must not hold them up while it deletes rows. This is safe
-	// because the committed last_seq and acked_seq only grow: a sequence at or below last_seq
-	// stays sent, and the update below only moves acked_seq forward.
+	// The acknowledged sequence lives in ferry_lane_acked, apart from the last sequence that
+	// producers lock in ferry_lane_out until they commit: retiring reads that row without a lock
+	// and never waits for a producer nor holds one up. This is safe because the committed
+	// last_seq and acked_seq only grow: a sequence at or below last_seq stays sent, and the
+	// update below only moves acked_seq forward.
 	var last, acked int64
-	err = tx.QueryRowContext(ctx, `SELECT last_seq, acked_seq FROM ferry_lane_out WHERE lane = $1`, lane).Scan(&last, &acked)
+	err = tx.QueryRowContext(ctx, `SELECT l.last_seq, coalesce(a.acked_seq, 0)
+		FROM ferry_lane_out l LEFT JOIN ferry_lane_acked a ON a.lane = l.lane WHERE l.lane = $1`, lane).Scan(&last, &acked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, 0, fmt.Errorf("%w: unknown lane %s", ErrAckBeyondSent, lane)
 	}
@@ -466,7 +472,9 @@ func AckTx(ctx context.Context, tx *sql.Tx, lane string, seq int64, now time.Tim
 		return 0, acked, err
 	}
 	retired, _ = res.RowsAffected()
-	_, err = tx.ExecContext(ctx, `UPDATE ferry_lane_out SET acked_seq = $2, acked_at = $3 WHERE lane = $1 AND acked_seq < $2`, lane, seq, now.UTC())
+	_, err = tx.ExecContext(ctx, `INSERT INTO ferry_lane_acked (lane, acked_seq, acked_at) VALUES ($1, $2, $3)
+		ON CONFLICT (lane) DO UPDATE SET acked_seq = excluded.acked_seq, acked_at = excluded.acked_at
+		WHERE ferry_lane_acked.acked_seq < excluded.acked_seq`, lane, seq, now.UTC())
 	return retired, acked, err
 }
 
@@ -530,12 +538,16 @@ func (c *BacklogCollector) Collect(ch chan<- prometheus.Metric) {
 // first: ack_lane moves the lane's acknowledged sequence from before to seq and returns a row,
 // or none when the lane is not at before or has not sent seq (the caller must then fail the
 // statement, so that nothing of it is applied); ack_retired deletes the rows it covers and
-// returns a row for each. Producers hold the lane's row for their whole transaction: a statement
-// should read ack_retired before ack_lane, so that the row is locked after the rows are deleted.
+// returns a row for each. Neither takes a lock that producers need (see AckTx).
 func AckClauses(lane string, before, seq int64, now time.Time, first int) (string, []any) {
 	q := fmt.Sprintf(`ack_lane AS (
-			UPDATE ferry_lane_out SET acked_seq = $%[2]d, acked_at = $%[3]d
-			WHERE lane = $%[1]d AND acked_seq = $%[4]d AND last_seq >= $%[2]d RETURNING 1),
+			INSERT INTO ferry_lane_acked (lane, acked_seq, acked_at)
+			SELECT $%[1]d::text, $%[2]d::bigint, $%[3]d::timestamptz
+			WHERE EXISTS (SELECT 1 FROM ferry_lane_out o WHERE o.lane = $%[1]d::text AND o.last_seq >= $%[2]d::bigint)
+				AND coalesce((SELECT a.acked_seq FROM ferry_lane_acked a WHERE a.lane = $%[1]d::text), 0) = $%[4]d::bigint
+			ON CONFLICT (lane) DO UPDATE SET acked_seq = excluded.acked_seq, acked_at = excluded.acked_at
+			WHERE ferry_lane_acked.acked_seq = $%[4]d::bigint
+			RETURNING 1),
 		ack_retired AS (
 			DELETE FROM ferry_outbox WHERE lane = $%[1]d AND seq > $%[4]d AND seq <= $%[2]d RETURNING 1)`, first, first+1, first+2, first+3)
 	return q, []any{lane, seq, now.UTC(), before}

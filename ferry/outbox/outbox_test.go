@@ -73,7 +73,7 @@ ferry_outbox_backpressure_total{lane="` + lanes[0].Lane + `"} 1
 func TestDefaultBacklogBound(t *testing.T) {
 	db := fixture.DB(t)
 	ctx := context.Background()
-	if _, err := db.ExecContext(ctx, `INSERT INTO ferry_lane_out (lane, last_seq, acked_seq) VALUES ('to-gateway.0', $1, 0)`,
+	if _, err := db.ExecContext(ctx, `INSERT INTO ferry_lane_out (lane, last_seq) VALUES ('to-gateway.0', $1)`,
 		outbox.DefaultMaxBacklog); err != nil {
 		t.Fatal(err)
 	}

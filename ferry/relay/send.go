@@ -280,7 +280,8 @@ func (r *Relay) retire(ctx context.Context, a bundle.Ack, want *bundle.Header, p
 }
 
 func (r *Relay) laneOut(ctx context.Context, lane string) (last, acked int64, err error) {
-	err = r.cfg.DB.QueryRowContext(ctx, `SELECT last_seq, acked_seq FROM ferry_lane_out WHERE lane = $1`, lane).Scan(&last, &acked)
+	err = r.cfg.DB.QueryRowContext(ctx, `SELECT l.last_seq, coalesce(a.acked_seq, 0)
+		FROM ferry_lane_out l LEFT JOIN ferry_lane_acked a ON a.lane = l.lane WHERE l.lane = $1`, lane).Scan(&last, &acked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, 0, nil
 	}

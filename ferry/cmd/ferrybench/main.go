@@ -323,7 +323,7 @@ func waitAcked(ctx context.Context, db *sqldb.DB, want int64, within time.Durati
 	defer tick.Stop()
 	for {
 		var acked int64
-		if err := db.QueryRowContext(ctx, `SELECT COALESCE(sum(acked_seq), 0) FROM ferry_lane_out`).Scan(&acked); err != nil {
+		if err := db.QueryRowContext(ctx, `SELECT COALESCE(sum(acked_seq), 0) FROM ferry_lane_acked`).Scan(&acked); err != nil {
 			return err
 		}
 		if acked >= want {

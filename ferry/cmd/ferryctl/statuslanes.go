@@ -39,7 +39,7 @@ func lanesOut(ctx context.Context, db *sqldb.DB) ([]laneOut, error) {
 		return nil, err
 	}
 	acked := map[string]time.Time{}
-	err = eachRow(ctx, db, `SELECT lane, acked_at FROM ferry_lane_out`, func(rows *sql.Rows) error {
+	err = eachRow(ctx, db, `SELECT lane, acked_at FROM ferry_lane_acked`, func(rows *sql.Rows) error {
 		var lane string
 		var at sql.NullTime
 		if err := rows.Scan(&lane, &at); err != nil {

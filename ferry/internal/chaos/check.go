@@ -119,7 +119,8 @@ func checkDirection(ctx context.Context, from, to *sqldb.DB) (problems []string,
 	if err := from.QueryRowContext(ctx, `SELECT count(*) FROM ferry_outbox`).Scan(&outbox); err != nil {
 		return nil, n, err
 	}
-	if err := from.QueryRowContext(ctx, `SELECT count(*) FROM ferry_lane_out WHERE acked_seq <> last_seq`).Scan(&unacked); err != nil {
+	if err := from.QueryRowContext(ctx, `SELECT count(*) FROM ferry_lane_out l LEFT JOIN ferry_lane_acked a ON a.lane = l.lane
+		WHERE coalesce(a.acked_seq, 0) <> l.last_seq`).Scan(&unacked); err != nil {
 		return nil, n, err
 	}
 	if outbox != 0 || unacked != 0 {
