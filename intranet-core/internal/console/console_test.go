@@ -288,6 +288,15 @@ func TestConsoleFormsNeedCSRF(t *testing.T) {
 	if code, _ := b.post("/console/bills", url.Values{"csrf": {"forged"}, "decision_no": {"2301021000123456"}}); code != http.StatusForbidden {
 		t.Fatalf("create without CSRF: %d", code)
 	}
+	var n int
+	sqltest.Must(t, fx.env.DB.QueryRow(`SELECT count(*) FROM bills`).Scan(&n))
+	if n != 0 {
+		t.Fatalf("%d bills created by a forged form", n)
+	}
+	refused := fx.audit(t, "csrf")
+	if len(refused) != 1 || refused[0].Actor != "clerk" || refused[0].Result != "refused" || !strings.Contains(refused[0].Detail, "/console/bills") {
+		t.Fatalf("audit of the forged form: %+v", refused)
+	}
 }
 
 func TestConsoleAPIAuthentication(t *testing.T) {

@@ -71,6 +71,12 @@ func (c *Console) requireSession(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		ec.Set(sessionKey, s)
 		if ec.Request().Method == http.MethodPost && !equal(ec.FormValue("csrf"), s.CSRF) {
+			// A form without this session's token: a stale page, or a request forged by another
+			// site. Either way it is refused and recorded for the auditor.
+			if err := c.audit(ec, c.cfg.DB, "csrf", "refused", "form token missing or wrong: POST "+ec.Request().URL.Path); err != nil {
+				return err
+			}
+			c.cfg.Logger.Warn("console form refused: CSRF token missing or wrong", "user", s.Username, "path", ec.Request().URL.Path)
 			return c.render(ec, http.StatusForbidden, "error", page{Title: "请求无效", Error: "表单已失效,请刷新页面后重试。", User: s.Username, CSRF: s.CSRF})
 		}
 		if len(c.cfg.Roles[s.Username]) == 0 && ec.Path() != "/console/logout" {
