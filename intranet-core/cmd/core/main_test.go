@@ -161,7 +161,7 @@ func TestCoreRunsP2OverTheWindowAPI(t *testing.T) {
 
 	_, metrics := get(t, c.base+"/metrics")
 	for _, m := range []string{"ferry_outbox_backlog", "core_bills_created_total 1", "http_request_duration_seconds",
-		"core_payments_recorded_total"} {
+		"core_payments_recorded_total", `core_refunds{state="failed"} 0`} {
 		if !strings.Contains(metrics, m) {
 			t.Errorf("/metrics lacks %s", m)
 		}

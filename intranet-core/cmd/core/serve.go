@@ -28,6 +28,7 @@ import (
 	"finepay/intranet-core/internal/payment"
 	"finepay/intranet-core/internal/pii"
 	"finepay/intranet-core/internal/receipt"
+	"finepay/intranet-core/internal/refund"
 	"finepay/intranet-core/internal/refundflow"
 	"finepay/intranet-core/internal/task"
 	"finepay/intranet-core/internal/window"
@@ -168,7 +169,7 @@ func serve(ctx context.Context, o options, migrateOnly bool, stdout io.Writer) e
 	}
 
 	e, reg := httpx.New(httpx.Options{Service: "core", Logger: log, Ready: func(ctx context.Context) error { return db.PingContext(ctx) }})
-	reg.MustRegister(outbox.NewBacklogCollector(db, "core"))
+	reg.MustRegister(outbox.NewBacklogCollector(db, "core"), refund.NewStateCollector(db))
 
 	newPartner := func(name, url string) (*partner.Client, error) {
 		return partner.New(partner.Config{BaseURL: url, App: "core", Signer: k.sign, PartnerKey: k.partnerSign,

@@ -79,6 +79,9 @@ const (
 	Rejected  State = "rejected"
 )
 
+// States lists every state, in the order a refund passes them.
+var States = []State{Requested, Reviewed, Applied, Approved, Sent, Unknown, Refunded, Failed, Rejected}
+
 // Final reports whether no transition leaves s.
 func (s State) Final() bool { return s == Refunded || s == Failed || s == Rejected }
 

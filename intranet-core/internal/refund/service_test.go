@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"finepay/ferry/outbox"
 	"finepay/ferry/sqldb"
 	"finepay/ferry/sqldb/sqltest"
@@ -250,4 +252,59 @@ func TestR3RefundCrossesToTheGatewayAndBack(t *testing.T) {
 	if err := h.db.Tx(ctx, func(tx *sql.Tx) error { return h.svc.HandleResult(ctx, tx, bad) }); err == nil {
 		t.Fatal("a result for an unknown refund was taken")
 	}
+}
+
+// A refund the channel closes as failed waits for an operator, who is alerted by
+// core_refunds{state="failed"}.
+func TestR3RefundFailedAtTheChannelShowsInTheMetric(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(refund.NewStateCollector(h.db))
+	pid := pay(t, h.db, "FPQR2", 20000)
+	var ref refund.Refund
+	sqltest.Must(t, h.db.Tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		ref, _, err = h.svc.Start(ctx, tx, refund.Request{PaymentID: pid, Route: refund.R3, InstructionID: "w-2",
+			Amount: 20000, Reason: "窗口退款", RequestedBy: "console:alice"})
+		return err
+	}))
+	for _, st := range []refund.State{refund.Reviewed, refund.Applied, refund.Approved, refund.Sent} {
+		sqltest.Must(t, h.db.Tx(ctx, func(tx *sql.Tx) error {
+			_, err := h.svc.Store().Move(ctx, tx, ref.RefundNo, st, "test", "", "")
+			return err
+		}))
+	}
+	want := func(state string, n int) {
+		t.Helper()
+		if got := refundGauge(t, reg, state); got != float64(n) {
+			t.Fatalf("core_refunds{state=%q} = %v, want %d", state, got, n)
+		}
+	}
+	want("sent", 1)
+	want("failed", 0)
+	sqltest.Must(t, h.db.Tx(ctx, func(tx *sql.Tx) error {
+		return h.svc.ApplyResult(ctx, tx, ref.RefundNo, refund.ResultFailed, "wxr2", "gateway", "closed by the channel")
+	}))
+	want("sent", 0)
+	want("failed", 1)
+	want("refunded", 0)
+}
+
+// refundGauge returns core_refunds{state} as gathered from reg.
+func refundGauge(t *testing.T, reg *prometheus.Registry, state string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	sqltest.Must(t, err)
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if mf.GetName() == "core_refunds" && l.GetName() == "state" && l.GetValue() == state {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("core_refunds{state=%q} not exported", state)
+	return 0
 }
