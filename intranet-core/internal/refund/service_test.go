@@ -107,6 +107,29 @@ func newHarness(t *testing.T) *harness {
 	return h
 }
 
+// start starts a refund in a transaction of its own.
+func (h *harness) start(t *testing.T, req refund.Request) refund.Refund {
+	t.Helper()
+	var ref refund.Refund
+	sqltest.Must(t, h.db.Tx(context.Background(), func(tx *sql.Tx) error {
+		var err error
+		ref, _, err = h.svc.Start(context.Background(), tx, req)
+		return err
+	}))
+	return ref
+}
+
+// moveToSent moves a refund to sent as review, application and the instruct task would.
+func (h *harness) moveToSent(t *testing.T, refundNo string) {
+	t.Helper()
+	for _, st := range []refund.State{refund.Reviewed, refund.Applied, refund.Approved, refund.Sent} {
+		sqltest.Must(t, h.db.Tx(context.Background(), func(tx *sql.Tx) error {
+			_, err := h.svc.Store().Move(context.Background(), tx, refundNo, st, "test", "", "")
+			return err
+		}))
+	}
+}
+
 // drain runs every due task, moving the clock past any backoff, until nothing is due.
 func (h *harness) drain(t *testing.T) {
 	t.Helper()
@@ -134,12 +157,8 @@ func TestR5RefundOfDuplicateThroughEveryStep(t *testing.T) {
 	h.p.applyFail = 2
 	var ref refund.Refund
 	for range 5 { // the duplicate confirmation delivered five times
-		sqltest.Must(t, h.db.Tx(ctx, func(tx *sql.Tx) error {
-			var err error
-			ref, _, err = h.svc.Start(ctx, tx, refund.Request{PaymentID: pid, Route: refund.R5, InstructionID: "dup:FPDUP",
-				Amount: 20000, Reason: "duplicate payment", RequestedBy: "core:r5"})
-			return err
-		}))
+		ref = h.start(t, refund.Request{PaymentID: pid, Route: refund.R5, InstructionID: "dup:FPDUP",
+			Amount: 20000, Reason: "duplicate payment", RequestedBy: "core:r5"})
 	}
 	h.drain(t)
 	if got := h.state(t, ref.RefundNo); got != refund.Applied {
@@ -172,13 +191,8 @@ func TestR2RejectedReviewEndsWithNothingRefunded(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	pid := pay(t, h.db, "FPWIN", 20000)
-	var ref refund.Refund
-	sqltest.Must(t, h.db.Tx(ctx, func(tx *sql.Tx) error {
-		var err error
-		ref, _, err = h.svc.Start(ctx, tx, refund.Request{PaymentID: pid, Route: refund.R2, InstructionID: "win-1",
-			Amount: 20000, Reason: "asked at the window", RequestedBy: "console:alice"})
-		return err
-	}))
+	ref := h.start(t, refund.Request{PaymentID: pid, Route: refund.R2, InstructionID: "win-1",
+		Amount: 20000, Reason: "asked at the window", RequestedBy: "console:alice"})
 	h.drain(t)
 	if len(h.p.applyIDs) != 0 {
 		t.Fatal("applied before the clerk's review")
@@ -223,12 +237,7 @@ func TestR3RefundCrossesToTheGatewayAndBack(t *testing.T) {
 	}
 
 	// Move the refund to sent as the instruct task would, then feed the gateway's results.
-	for _, st := range []refund.State{refund.Reviewed, refund.Applied, refund.Approved, refund.Sent} {
-		sqltest.Must(t, h.db.Tx(ctx, func(tx *sql.Tx) error {
-			_, err := h.svc.Store().Move(ctx, tx, ref.RefundNo, st, "test", "", "")
-			return err
-		}))
-	}
+	h.moveToSent(t, ref.RefundNo)
 	result := func(status string, amount int64) error {
 		env, err := envelope.New(envelope.RefundResultID(ref.RefundNo, status), ref.RefundNo, h.now, &envelope.RefundResult{
 			RefundNo: ref.RefundNo, Channel: "wechat", Status: status, ChannelRefundNo: "wxr1", RefundedAmount: amount, At: h.now})
@@ -262,19 +271,9 @@ func TestR3RefundFailedAtTheChannelShowsInTheMetric(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(refund.NewStateCollector(h.db))
 	pid := pay(t, h.db, "FPQR2", 20000)
-	var ref refund.Refund
-	sqltest.Must(t, h.db.Tx(ctx, func(tx *sql.Tx) error {
-		var err error
-		ref, _, err = h.svc.Start(ctx, tx, refund.Request{PaymentID: pid, Route: refund.R3, InstructionID: "w-2",
-			Amount: 20000, Reason: "窗口退款", RequestedBy: "console:alice"})
-		return err
-	}))
-	for _, st := range []refund.State{refund.Reviewed, refund.Applied, refund.Approved, refund.Sent} {
-		sqltest.Must(t, h.db.Tx(ctx, func(tx *sql.Tx) error {
-			_, err := h.svc.Store().Move(ctx, tx, ref.RefundNo, st, "test", "", "")
-			return err
-		}))
-	}
+	ref := h.start(t, refund.Request{PaymentID: pid, Route: refund.R3, InstructionID: "w-2",
+		Amount: 20000, Reason: "窗口退款", RequestedBy: "console:alice"})
+	h.moveToSent(t, ref.RefundNo)
 	want := func(state string, n int) {
 		t.Helper()
 		if got := refundGauge(t, reg, state); got != float64(n) {
