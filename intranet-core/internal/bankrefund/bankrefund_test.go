@@ -151,7 +151,7 @@ func setup(t *testing.T, db *sqldb.DB, a *adapter) *fixture {
 		return err
 	})
 	sqltest.Must(t, err)
-	_, err = f.refunds.Review(ctx, f.ref.RefundNo, "console:reviewer", true, "核实无误")
+	_, err = f.refunds.Review(ctx, f.ref.RefundNo, "console:reviewer", true, "核实无误", nil)
 	sqltest.Must(t, err)
 	return f
 }

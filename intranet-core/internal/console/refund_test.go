@@ -426,3 +426,33 @@ func TestR2WindowAPIRefundWaitsForReview(t *testing.T) {
 		t.Errorf("API audit detail %q", a.Detail)
 	}
 }
+
+// A review and its audit row commit together: when the row cannot be written, the review is
+// not applied and the refund still waits for review.
+func TestR3ConsoleReviewWithoutItsAuditRowIsNotApplied(t *testing.T) {
+	fx := setup(t)
+	v := fx.paidBill(t)
+	fx.startR3(t, v)
+	r := fx.refunds(t, v.BillNo)[0]
+	rev := fx.browser(t)
+	_, home := rev.login("reviewer", reviewerPassword)
+	_, err := fx.env.DB.Exec(`ALTER TABLE console_audit RENAME TO console_audit_away`)
+	sqltest.Must(t, err)
+	code, _ := rev.post("/console/refunds/"+r.RefundNo+"/review", url.Values{"csrf": {csrf(t, home)}, "decision": {"approve"}})
+	_, err = fx.env.DB.Exec(`ALTER TABLE console_audit_away RENAME TO console_audit`)
+	sqltest.Must(t, err)
+	if code < 500 {
+		t.Fatalf("review without an audit trail answered %d", code)
+	}
+	got, err := refund.Get(context.Background(), fx.env.DB, r.RefundNo)
+	sqltest.Must(t, err)
+	if got.State != r.State || got.ReviewedBy != "" || len(fx.env.Tasks(t, refund.KindApply)) != 0 {
+		t.Fatalf("the review was applied without its audit row: %+v", got)
+	}
+	if code, page := rev.post("/console/refunds/"+r.RefundNo+"/review", url.Values{"csrf": {csrf(t, home)}, "decision": {"approve"}}); code != 200 {
+		t.Fatalf("review once the audit trail is back: %d\n%s", code, page)
+	}
+	if reviews := fx.audit(t, "refund.review"); len(reviews) != 1 || reviews[0].Result != "success" {
+		t.Fatalf("review audit rows %+v", reviews)
+	}
+}

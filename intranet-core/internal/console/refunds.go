@@ -417,7 +417,9 @@ func (c *Console) reviewRefund(ec echo.Context) error {
 		err = refund.ErrSameReviewer
 	}
 	if err == nil {
-		ref, err = c.cfg.Refunds.Review(ctx, no, "console:"+s.Username, approve, note)
+		ref, err = c.cfg.Refunds.Review(ctx, no, "console:"+s.Username, approve, note, func(ctx context.Context, tx *sql.Tx, _ refund.Refund) error {
+			return c.audit(ec, tx, "refund.review", "success", fmt.Sprintf("refund %s %s: %s", no, decision, note))
+		})
 	}
 	switch {
 	case errors.Is(err, refund.ErrSameReviewer):
@@ -427,9 +429,6 @@ func (c *Console) reviewRefund(ec echo.Context) error {
 	case errors.Is(err, refund.ErrTransition):
 		return refused(http.StatusConflict, "该退款已审核或不在待审核状态。", "not waiting for review")
 	case err != nil:
-		return err
-	}
-	if err := c.audit(ec, c.cfg.DB, "refund.review", "success", fmt.Sprintf("refund %s %s: %s", no, decision, note)); err != nil {
 		return err
 	}
 	c.cfg.Logger.Info("console refund reviewed", "user", s.Username, "refund_no", no, "decision", decision)

@@ -154,14 +154,21 @@ func (s *Service) Start(ctx context.Context, tx *sql.Tx, r Request) (Refund, boo
 }
 
 // Review records a clerk's review; an approved refund goes on to the e-receipt platform, a
-// rejected one ends and is reported.
-func (s *Service) Review(ctx context.Context, refundNo, reviewer string, approve bool, note string) (Refund, error) {
+// rejected one ends and is reported. record, when not nil, runs in the review's transaction with
+// the reviewed refund (the console's audit row): the review and it commit together or not at all.
+func (s *Service) Review(ctx context.Context, refundNo, reviewer string, approve bool, note string,
+	record func(ctx context.Context, tx *sql.Tx, r Refund) error) (Refund, error) {
 	var ref Refund
 	err := s.cfg.DB.Tx(ctx, func(tx *sql.Tx) error {
 		var err error
 		ref, err = s.store.Review(ctx, tx, refundNo, reviewer, approve, note)
 		if err != nil {
 			return err
+		}
+		if record != nil {
+			if err := record(ctx, tx, ref); err != nil {
+				return err
+			}
 		}
 		if approve {
 			return s.enqueue(ctx, tx, KindApply, "rfa", refundNo, nil)

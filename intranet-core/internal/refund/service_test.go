@@ -197,7 +197,7 @@ func TestR2RejectedReviewEndsWithNothingRefunded(t *testing.T) {
 	if len(h.p.applyIDs) != 0 {
 		t.Fatal("applied before the clerk's review")
 	}
-	_, err := h.svc.Review(ctx, ref.RefundNo, "console:bob", true, "ok")
+	_, err := h.svc.Review(ctx, ref.RefundNo, "console:bob", true, "ok", nil)
 	sqltest.Must(t, err)
 	h.p.decision = refund.ReviewRejected
 	h.drain(t)
