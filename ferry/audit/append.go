@@ -61,17 +61,26 @@ func insertPending(ctx context.Context, q interface {
 }, recs []Record) error {
 	for start := 0; start < len(recs); start += insertChunk {
 		chunk := recs[start:min(len(recs), start+insertChunk)]
-		args := make([]any, 0, 12*len(chunk))
-		for _, r := range chunk {
-			args = append(args, r.At, r.Node, r.Actor, r.Event, r.Result, r.BundleID, r.Lane, r.FirstSeq, r.LastSeq,
-				r.Peer, strings.Join(r.Digests, ","), r.Reason)
-		}
-		stmt := `INSERT INTO ferry_audit_pending (` + pendingColumns + `) VALUES ` + placeholders(len(chunk), 12)
-		if _, err := q.ExecContext(ctx, stmt, args...); err != nil {
+		if _, err := q.ExecContext(ctx, pendingInsert(len(chunk)), pendingArgs(chunk)...); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// pendingInsert inserts n records into ferry_audit_pending from pendingArgs, numbered from $1.
+func pendingInsert(n int) string {
+	return `INSERT INTO ferry_audit_pending (` + pendingColumns + `) VALUES ` + placeholders(n, 12)
+}
+
+// pendingArgs are the arguments of pendingInsert for recs.
+func pendingArgs(recs []Record) []any {
+	args := make([]any, 0, 12*len(recs))
+	for _, r := range recs {
+		args = append(args, r.At, r.Node, r.Actor, r.Event, r.Result, r.BundleID, r.Lane, r.FirstSeq, r.LastSeq,
+			r.Peer, strings.Join(r.Digests, ","), r.Reason)
+	}
+	return args
 }
 
 // placeholders returns rows groups of cols placeholders: ($1, $2), ($3, $4), ...
@@ -267,22 +276,14 @@ type Statement func(records string, first int) (query string, args []any, err er
 // run and the error wraps ErrUnwritable. Callers that cannot tell an audit failure from their
 // own should run the step again through Commit, which can.
 func (l *Log) CommitStatement(ctx context.Context, recs []Record, stmt Statement, dest ...any) error {
-	if l.sequencing() != nil {
-		if err := l.sequence(ctx); err != nil {
-			return err
-		}
+	if err := l.takesRecords(ctx); err != nil {
+		return err
 	}
 	for i := range recs {
 		recs[i] = l.fill(recs[i])
 	}
-	args := make([]any, 0, 12*len(recs))
-	for _, r := range recs {
-		args = append(args, r.At, r.Node, r.Actor, r.Event, r.Result, r.BundleID, r.Lane, r.FirstSeq, r.LastSeq,
-			r.Peer, strings.Join(r.Digests, ","), r.Reason)
-	}
-	clause := `audit_rows AS (INSERT INTO ferry_audit_pending (` + pendingColumns + `) VALUES ` +
-		placeholders(len(recs), 12) + `)`
-	query, own, err := stmt(clause, len(args)+1)
+	args := pendingArgs(recs)
+	query, own, err := stmt(`audit_rows AS (`+pendingInsert(len(recs))+`)`, len(args)+1)
 	if err != nil {
 		return err
 	}

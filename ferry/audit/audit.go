@@ -252,10 +252,8 @@ func (l *Log) Commit(ctx context.Context, step Step) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnwritable, err)
 	}
-	if l.sequencing() != nil {
-		if err := l.sequence(ctx); err != nil {
-			return err
-		}
+	if err := l.takesRecords(ctx); err != nil {
+		return err
 	}
 	var recs []Record
 	err := l.db.Tx(ctx, func(tx *sql.Tx) error {
@@ -309,11 +307,16 @@ func (l *Log) wrote(ctx context.Context, r Record, err error) error {
 	return err
 }
 
-// sequencing returns the failure of the latest sequencing run, or nil.
-func (l *Log) sequencing() error {
+// takesRecords returns nil when the log takes records: the latest sequencing run succeeded, or
+// one run now does.
+func (l *Log) takesRecords(ctx context.Context) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.seqErr
+	failing := l.seqErr != nil
+	l.mu.Unlock()
+	if failing {
+		return l.sequence(ctx)
+	}
+	return nil
 }
 
 // fill fills in r's time, node and actor when they are empty, and normalizes it.
@@ -385,7 +388,11 @@ func Matching(ctx context.Context, db *sqldb.DB, bundleID string) ([]Stored, err
 	return out, nil
 }
 
+// query returns the records eachRecord selects, after numbering the pending ones into the log.
 func query(ctx context.Context, db *sqldb.DB, where string, args ...any) ([]Stored, error) {
+	if _, _, err := Sequence(ctx, db); err != nil {
+		return nil, err
+	}
 	var out []Stored
 	err := eachRecord(ctx, db, where, args, func(s Stored) error {
 		out = append(out, s)
@@ -394,12 +401,8 @@ func query(ctx context.Context, db *sqldb.DB, where string, args ...any) ([]Stor
 	return out, err
 }
 
-// eachRecord calls fn with each record the query's WHERE and ORDER BY clauses select, after
-// numbering the pending ones into the log.
+// eachRecord calls fn with each record the query's WHERE and ORDER BY clauses select.
 func eachRecord(ctx context.Context, db *sqldb.DB, where string, args []any, fn func(Stored) error) error {
-	if _, _, err := Sequence(ctx, db); err != nil {
-		return err
-	}
 	head, err := ReadHead(ctx, db)
 	if err != nil {
 		return err

@@ -537,8 +537,8 @@ func (c *BacklogCollector) Collect(ch chan<- prometheus.Metric) {
 // as PostgreSQL WITH clauses for a statement of the caller's, with arguments numbered from
 // first: ack_lane moves the lane's acknowledged sequence from before to seq and returns a row,
 // or none when the lane is not at before or has not sent seq (the caller must then fail the
-// statement, so that nothing of it is applied); ack_retired deletes the rows it covers and
-// returns a row for each. Neither takes a lock that producers need (see AckTx).
+// statement, so that nothing of it is applied); ack_retired deletes the rows it covers. Neither
+// takes a lock that producers need (see AckTx).
 func AckClauses(lane string, before, seq int64, now time.Time, first int) (string, []any) {
 	q := fmt.Sprintf(`ack_lane AS (
 			INSERT INTO ferry_lane_acked (lane, acked_seq, acked_at)
@@ -549,6 +549,6 @@ func AckClauses(lane string, before, seq int64, now time.Time, first int) (strin
 			WHERE ferry_lane_acked.acked_seq = $%[4]d::bigint
 			RETURNING 1),
 		ack_retired AS (
-			DELETE FROM ferry_outbox WHERE lane = $%[1]d AND seq > $%[4]d AND seq <= $%[2]d RETURNING 1)`, first, first+1, first+2, first+3)
+			DELETE FROM ferry_outbox WHERE lane = $%[1]d AND seq > $%[4]d AND seq <= $%[2]d)`, first, first+1, first+2, first+3)
 	return q, []any{lane, seq, now.UTC(), before}
 }

@@ -61,15 +61,10 @@ func (w *with) add(clauses string, args []any) {
 // guarded ends the statement with a SELECT that returns value when the WITH clause named guard
 // returned exactly one row, and otherwise fails the whole statement (a cast that cannot
 // succeed; it depends on the clause's rows, so the planner cannot evaluate it beforehand).
-// The clause named before, when not empty, is run first.
-func (w *with) guarded(before, guard, value string) (string, []any, error) {
-	first := "TRUE"
-	if before != "" {
-		first = fmt.Sprintf("(SELECT count(*) FROM %s) >= 0", before)
-	}
+func (w *with) guarded(guard, value string) (string, []any, error) {
 	return w.query + fmt.Sprintf(`
-		SELECT CASE WHEN %[3]s AND (SELECT count(*) FROM %[1]s) = 1 THEN %[2]s
-			ELSE ('ferry relay: the lane moved (%[1]s: ' || (SELECT count(*) FROM %[1]s) || ' rows)')::bigint END`, guard, value, first), w.args, nil
+		SELECT CASE WHEN (SELECT count(*) FROM %[1]s) = 1 THEN %[2]s
+			ELSE ('ferry relay: the lane moved (%[1]s: ' || (SELECT count(*) FROM %[1]s) || ' rows)')::bigint END`, guard, value), w.args, nil
 }
 
 // announceStatement records o as sent, with its evidence, in one statement.
@@ -106,7 +101,7 @@ func (r *Relay) receiveStatement(ctx context.Context, ev StatementEvidence, raw 
 			}
 			w.add(q, args)
 		}
-		return w.guarded("", "inbox_mark", "(SELECT count(*) FROM inbox_rows)")
+		return w.guarded("inbox_mark", "(SELECT count(*) FROM inbox_rows)")
 	}, &applied)
 	return applied, err
 }
@@ -121,6 +116,6 @@ func (r *Relay) ackStatement(ctx context.Context, ev StatementEvidence, raw []by
 		if ev != nil {
 			w.add(ev.AcknowledgedClauses(raw, a, w.next))
 		}
-		return w.guarded("ack_retired", "ack_lane", "1")
+		return w.guarded("ack_lane", "1")
 	}, &one)
 }
