@@ -177,7 +177,8 @@ func (db *DB) Rewrite(stmt string) string {
 
 // Migrate applies the numbered migrations NNNN_name.up.sql found at the top of fsys that have not
 // been applied yet for component, each in its own transaction, recording them in
-// schema_migrations. Concurrent migrators (a service and its ferryd starting together) are
+// schema_migrations. A migration named NNNN_name.postgres.up.sql holds PostgreSQL-only settings:
+// on SQLite it is recorded as applied and its statements are not run. Concurrent migrators (a service and its ferryd starting together) are
 // serialised by an advisory lock (PostgreSQL) or the write lock (SQLite).
 func (db *DB) Migrate(ctx context.Context, component string, fsys fs.FS) error {
 	entries, err := fs.ReadDir(fsys, ".")
@@ -224,6 +225,9 @@ func (db *DB) Migrate(ctx context.Context, component string, fsys fs.FS) error {
 			}
 			if n > 0 {
 				return nil
+			}
+			if strings.HasSuffix(m.name, ".postgres.up.sql") && db.Dialect != Postgres {
+				body = nil // a PostgreSQL-only setting: recorded as applied, nothing to do
 			}
 			for _, stmt := range splitStatements(db.Rewrite(string(body))) {
 				if _, err := tx.ExecContext(ctx, stmt); err != nil {
