@@ -46,6 +46,7 @@ type ferryConfig struct {
 // each on its own fresh PostgreSQL database, wired as ferryd wires them (audit log, evidence).
 type pair struct {
 	gw, core *sqldb.DB
+	producer *sqldb.DB // the producing service's own pool on the core's database
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	drop     []func()
@@ -78,6 +79,11 @@ func startPair(ctx context.Context, admin, dir string, cfg ferryConfig, onCommit
 		}
 		if err := schema.Migrate(ctx, *db); err != nil {
 			return p, err
+		}
+		if db == &p.core {
+			if p.producer, err = sqldb.Open(ctx, u); err != nil {
+				return p, err
+			}
 		}
 	}
 	dmzLog := slog.New(slog.DiscardHandler)
@@ -121,7 +127,7 @@ func (p *pair) stop() {
 	if p.client != nil {
 		p.client.Close()
 	}
-	for _, db := range []*sqldb.DB{p.gw, p.core} {
+	for _, db := range []*sqldb.DB{p.gw, p.core, p.producer} {
 		if db != nil {
 			db.Close()
 		}
