@@ -286,7 +286,7 @@ func checkEnvelope(raw []byte, dir envelope.Direction) (envelope.Envelope, error
 	if err != nil {
 		return env, fmt.Errorf("%w: %v", ErrForbiddenType, err)
 	}
-	if spec.Direction != dir {
+	if spec.Direction != dir && spec.Direction != envelope.Either {
 		return env, fmt.Errorf("%w: %s travels %s, lane carries %s", ErrForbiddenType, env.Type, spec.Direction, dir)
 	}
 	if err := env.Check(); err != nil {

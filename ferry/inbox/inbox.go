@@ -123,6 +123,13 @@ func ReceiveTx(ctx context.Context, d sqldb.Dialect, tx *sql.Tx, peer, lane, bun
 	return res, err
 }
 
+// gapConsumed is the consumed_at of an incoming row of type typ received at (SQL expressions):
+// a lane gap filler (envelope.TypeLaneGap) is stored as consumed on receipt, so that no service
+// ever sees one; other messages wait for their service (NULL).
+func gapConsumed(typ, at string) string {
+	return `CASE WHEN ` + typ + ` = '` + envelope.TypeLaneGap + `' THEN ` + at + ` END`
+}
+
 // insertChunk bounds the rows of one INSERT (10 parameters a row: 10,000, under either engine's
 // limit on bound parameters, 65,535 for PostgreSQL and 32,766 for SQLite).
 const insertChunk = 1000
@@ -139,8 +146,8 @@ func insertMessagesPostgres(ctx context.Context, tx *sql.Tx, peer, lane, bundleI
 	}
 	var n int
 	err := tx.QueryRowContext(ctx, `WITH ins AS (
-			INSERT INTO ferry_inbox (message_id, peer, lane, seq, type, msg_key, created_at, envelope, bundle_id, received_at)
-			SELECT u.id, $1, $2, u.seq, u.type, u.key, u.created, u.raw, $3, $4
+			INSERT INTO ferry_inbox (message_id, peer, lane, seq, type, msg_key, created_at, envelope, bundle_id, received_at, consumed_at)
+			SELECT u.id, $1, $2, u.seq, u.type, u.key, u.created, u.raw, $3, $4, `+gapConsumed("u.type", "$4::timestamptz")+`
 			FROM unnest($5::text[], $6::bigint[], $7::text[], $8::text[], $9::timestamptz[], $10::bytea[]) AS u(id, seq, type, key, created, raw)
 			ON CONFLICT (message_id) DO NOTHING RETURNING 1)
 		UPDATE ferry_lane_in SET hwm = $11, updated_at = $4 WHERE peer = $1 AND lane = $2
@@ -155,7 +162,7 @@ func insertMessagesPostgres(ctx context.Context, tx *sql.Tx, peer, lane, bundleI
 // message IDs already present, and returns how many rows it inserted.
 func insertMessages(ctx context.Context, tx *sql.Tx, peer, lane, bundleID string, msgs []Incoming, now time.Time) (int, error) {
 	var q strings.Builder
-	q.WriteString(`INSERT INTO ferry_inbox (message_id, peer, lane, seq, type, msg_key, created_at, envelope, bundle_id, received_at) VALUES `)
+	q.WriteString(`INSERT INTO ferry_inbox (message_id, peer, lane, seq, type, msg_key, created_at, envelope, bundle_id, received_at, consumed_at) VALUES `)
 	args := make([]any, 0, len(msgs)*10)
 	for i, m := range msgs {
 		if i > 0 {
@@ -168,7 +175,7 @@ func insertMessages(ctx context.Context, tx *sql.Tx, peer, lane, bundleID string
 			}
 			q.WriteString("$" + strconv.Itoa(i*10+j+1))
 		}
-		q.WriteString(")")
+		q.WriteString(", " + gapConsumed("$"+strconv.Itoa(i*10+5), "$"+strconv.Itoa(i*10+10)) + ")")
 		e := m.Envelope
 		args = append(args, e.ID, peer, lane, m.Seq, e.Type, e.Key, e.CreatedAt.UTC(), m.Raw, bundleID, now.UTC())
 	}
@@ -442,10 +449,10 @@ func ReceiveClauses(peer, lane, bundleID string, msgs []Incoming, now time.Time,
 	q := fmt.Sprintf(`inbox_mark AS (
 			UPDATE ferry_lane_in SET hwm = $%d, updated_at = $%d WHERE peer = $%d AND lane = $%d AND hwm = $%d RETURNING 1),
 		inbox_rows AS (
-			INSERT INTO ferry_inbox (message_id, peer, lane, seq, type, msg_key, created_at, envelope, bundle_id, received_at)
-			SELECT u.id, $%d, $%d, u.seq, u.type, u.key, u.created, u.raw, $%d, $%d
+			INSERT INTO ferry_inbox (message_id, peer, lane, seq, type, msg_key, created_at, envelope, bundle_id, received_at, consumed_at)
+			SELECT u.id, $%d, $%d, u.seq, u.type, u.key, u.created, u.raw, $%d, $%d, CASE WHEN u.type = '`+envelope.TypeLaneGap+`' THEN $%d::timestamptz END
 			FROM unnest($%d::text[], $%d::bigint[], $%d::text[], $%d::text[], $%d::timestamptz[], $%d::bytea[]) AS u(id, seq, type, key, created, raw)
 			ON CONFLICT (message_id) DO NOTHING RETURNING 1)`,
-		n(0), n(1), n(2), n(3), n(4), n(2), n(3), n(5), n(1), n(6), n(7), n(8), n(9), n(10), n(11))
+		n(0), n(1), n(2), n(3), n(4), n(2), n(3), n(5), n(1), n(1), n(6), n(7), n(8), n(9), n(10), n(11))
 	return q, []any{last, now.UTC(), peer, lane, before, bundleID, ids, seqs, types, keys, created, raws}, nil
 }

@@ -58,7 +58,7 @@ func TestOutboxSequencesAndAck(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		// A rolled-back transaction leaves no gap.
+		// A rolled-back transaction leaves no row.
 		_ = db.Tx(ctx, func(tx *sql.Tx) error {
 			if _, err := ob.Put(ctx, tx, payment(99)); err != nil {
 				return err
@@ -79,7 +79,14 @@ func TestOutboxSequencesAndAck(t *testing.T) {
 				t.Fatalf("row %d has seq %d: gap or disorder", i, r.Seq)
 			}
 		}
-		if _, err := outbox.Ack(ctx, db, "to-core.0", 21, time.Now()); !errors.Is(err, outbox.ErrAckBeyondSent) {
+		// On PostgreSQL the rolled-back and the duplicate put each took a number that stays
+		// unused (the sender closes such gaps); on SQLite the counter rolled back with them.
+		lanes, err := outbox.Lanes(ctx, db)
+		sqltest.Must(t, err)
+		if len(lanes) != 1 || lanes[0].LastSeq < 20 || lanes[0].LastSeq > 22 {
+			t.Fatalf("lanes %+v", lanes)
+		}
+		if _, err := outbox.Ack(ctx, db, "to-core.0", lanes[0].LastSeq+1, time.Now()); !errors.Is(err, outbox.ErrAckBeyondSent) {
 			t.Fatalf("ack beyond sent: %v", err)
 		}
 		n, err := outbox.Ack(ctx, db, "to-core.0", 15, time.Now())
@@ -90,9 +97,9 @@ func TestOutboxSequencesAndAck(t *testing.T) {
 		if n, _ := outbox.Ack(ctx, db, "to-core.0", 10, time.Now()); n != 0 {
 			t.Fatalf("stale ack retired %d", n)
 		}
-		lanes, err := outbox.Lanes(ctx, db)
+		lanes, err = outbox.Lanes(ctx, db)
 		sqltest.Must(t, err)
-		if len(lanes) != 1 || lanes[0].Backlog() != 5 {
+		if len(lanes) != 1 || lanes[0].Backlog() != lanes[0].LastSeq-15 {
 			t.Fatalf("lanes = %+v", lanes)
 		}
 	})

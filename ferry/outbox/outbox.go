@@ -1,8 +1,15 @@
 // Package outbox is the sending half of the ferry as the services see it. A service puts a
 // message in the outbox inside the same database transaction as the business change that
 // caused it, so the message exists exactly when the change does. The message gets the next
-// sequence number of its lane; because the lane row stays locked until the transaction ends,
-// sequence order is commit order and a lane never has a gap.
+// sequence number of its lane.
+//
+// On PostgreSQL the number comes from the lane's own sequence (migration 0007), which takes no
+// lock: producers of one lane commit in parallel instead of queueing behind each other's commits.
+// Numbers may therefore commit out of order, and a number whose producer rolls back or dies is
+// never committed; ferryd sends a lane only as far as its numbers are contiguous, waits for a
+// missing one and, when it stays missing, closes the gap with a filler (package relay). On
+// SQLite, which has one writer at a time, the number comes from the lane's counter row in
+// ferry_lane_out, locked until the transaction ends, and a lane never has a gap.
 //
 // ferryd reads pending rows with Pending, bundles them, and retires them with Ack once the peer
 // has acknowledged them.
@@ -146,8 +153,9 @@ func (o *Outbox) Put(ctx context.Context, tx *sql.Tx, env envelope.Envelope) (Pl
 }
 
 // putPostgres takes the lane's next sequence and inserts the row in one statement (one round
-// trip, the clauses of Queue): the lane row is locked from this statement to the end of the
-// caller's transaction, which should thus make Put its last statement before the commit.
+// trip, the clauses of Queue). Its number may reach the peer only once the caller's transaction
+// ends, and holds up the lane's later numbers until then: Put should be the caller's last
+// statement before the commit.
 func (o *Outbox) putPostgres(ctx context.Context, tx *sql.Tx, q Queued) (int64, error) {
 	clauses, args := q.clauses(o.maxBacklog, "TRUE", 1)
 	var seq int64
@@ -194,25 +202,44 @@ const backlogFull = "ferry outbox: backlog full on lane "
 // not the caller's final SELECT reads them, and a lane over its backlog bound makes the whole
 // statement fail (Refused turns that error into ErrBackpressure, as it does a message ID
 // already queued into ErrDuplicate). A caller can thus queue a message in the very statement
-// that records the change causing it, and run that statement alone (autocommit): the lane's
-// row is then locked only while the statement commits.
+// that records the change causing it, and run that statement alone (autocommit). No lock is
+// taken: the number comes from the lane's sequence.
 func (o *Outbox) Clauses(q Queued, cond string, first int) (string, []any) {
 	return q.clauses(o.maxBacklog, cond, first)
 }
 
 func (q Queued) clauses(maxBacklog int64, cond string, first int) (string, []any) {
 	n := func(i int) string { return fmt.Sprintf("$%d", first+i) }
+	// The backlog is checked before a number is taken, so that a refusal leaves no gap; producers
+	// checking at the same moment may pass the bound by as many as they are. ferry_lane has no
+	// number (NULL) for a refusal; the error is raised in ferry_msg, from ferry_lane's output,
+	// which the planner cannot fold into a constant and raise before the check.
 	sql := `ferry_lane AS (
-			INSERT INTO ferry_lane_out (lane, last_seq) SELECT ` + n(0) + `::text, 1 WHERE ` + cond + `
-			ON CONFLICT (lane) DO UPDATE SET last_seq = ferry_lane_out.last_seq + 1 RETURNING lane, last_seq),
+			SELECT l.lane, CASE WHEN ` + LastSeqSQL(sqldb.Postgres, "l.lane") + ` - coalesce((SELECT a.acked_seq FROM ferry_lane_acked a WHERE a.lane = l.lane), 0)
+					< ` + n(6) + `::bigint THEN nextval(` + laneSequence("l.lane") + `) END AS last_seq
+			FROM (SELECT ` + n(0) + `::text AS lane) l WHERE ` + cond + `),
 		ferry_msg AS (
 			INSERT INTO ferry_outbox (lane, seq, message_id, type, msg_key, created_at, envelope)
-			SELECT l.lane, CASE WHEN l.last_seq - coalesce((SELECT a.acked_seq FROM ferry_lane_acked a WHERE a.lane = l.lane), 0)
-					<= ` + n(6) + `::bigint THEN l.last_seq
-					ELSE ('` + backlogFull + `' || l.lane)::bigint END,
+			SELECT l.lane, coalesce(l.last_seq, ('` + backlogFull + `' || l.lane)::bigint),
 				` + n(1) + `::text, ` + n(2) + `::text, ` + n(3) + `::text, ` + n(4) + `::timestamptz, ` + n(5) + `::bytea FROM ferry_lane l
 			RETURNING seq)`
 	return sql, []any{q.lane, q.env.ID, q.env.Type, q.env.Key, q.env.CreatedAt.UTC(), q.raw, maxBacklog}
+}
+
+// laneSequence is the PostgreSQL expression naming the sequence of the lane that the SQL
+// expression lane names (migration 0007).
+func laneSequence(lane string) string {
+	return `format('%I', 'ferry_lane_seq:' || ` + lane + `)::regclass`
+}
+
+// LastSeqSQL is an SQL expression for the last sequence handed out on the lane named by the SQL
+// expression lane (0 when none): on PostgreSQL the lane sequence's last value, on SQLite the
+// counter in ferry_lane_out.
+func LastSeqSQL(d sqldb.Dialect, lane string) string {
+	if d == sqldb.Postgres {
+		return `coalesce(pg_sequence_last_value(to_regclass(format('%I', 'ferry_lane_seq:' || ` + lane + `))), 0)`
+	}
+	return `coalesce((SELECT o.last_seq FROM ferry_lane_out o WHERE o.lane = ` + lane + `), 0)`
 }
 
 // Refused maps the error of a statement that ran Clauses for the message ID id: a lane over
@@ -238,27 +265,19 @@ func (o *Outbox) Refused(err error, id string) error {
 // WITH; its immediate transactions hold the database's write lock anyway).
 func (o *Outbox) putSQLite(ctx context.Context, tx *sql.Tx, q Queued) (int64, error) {
 	lane, env := q.lane, q.env
-	var seq, acked int64
-	err := tx.QueryRowContext(ctx, `INSERT INTO ferry_lane_out (lane, last_seq) VALUES ($1, 1)
-		ON CONFLICT (lane) DO UPDATE SET last_seq = ferry_lane_out.last_seq + 1
-		RETURNING last_seq, coalesce((SELECT acked_seq FROM ferry_lane_acked WHERE lane = $1), 0)`, lane).Scan(&seq, &acked)
+	seqs, err := o.numbers(ctx, tx, false, lane, 1)
 	if err != nil {
-		return 0, fmt.Errorf("outbox: lane %s: %w", lane, err)
-	}
-	if seq-acked > o.maxBacklog {
-		// The increment above is undone with the caller's transaction, which must roll back.
-		o.refused.WithLabelValues(lane).Inc()
-		return 0, fmt.Errorf("%w: lane %s holds %d unacknowledged messages (bound %d)", ErrBackpressure, lane, seq-1-acked, o.maxBacklog)
+		return 0, err // a refusal's increment is undone with the caller's transaction, which must roll back
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO ferry_outbox (lane, seq, message_id, type, msg_key, created_at, envelope)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, lane, seq, env.ID, env.Type, env.Key, env.CreatedAt.UTC(), q.raw)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, lane, seqs[0], env.ID, env.Type, env.Key, env.CreatedAt.UTC(), q.raw)
 	if err != nil {
 		if sqldb.IsUniqueViolation(err) {
 			return 0, fmt.Errorf("%w: %s", ErrDuplicate, env.ID)
 		}
 		return 0, fmt.Errorf("outbox: insert: %w", err)
 	}
-	return seq, nil
+	return seqs[0], nil
 }
 
 // PutBatch queues envs in tx like Put does one by one, with one lane update per lane and
@@ -281,23 +300,17 @@ func (o *Outbox) PutBatch(ctx context.Context, tx *sql.Tx, envs []envelope.Envel
 		byLane[q.lane] = append(byLane[q.lane], item{env, q.raw, i})
 	}
 	lanes := slices.Sorted(maps.Keys(byLane)) // one lock order for every caller
+	pg, err := o.postgres(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
 	placed := make([]Placed, len(envs))
 	for _, lane := range lanes {
 		items := byLane[lane]
-		k := int64(len(items))
-		var last, acked int64
-		err := tx.QueryRowContext(ctx, `INSERT INTO ferry_lane_out (lane, last_seq) VALUES ($1, $2)
-			ON CONFLICT (lane) DO UPDATE SET last_seq = ferry_lane_out.last_seq + $2
-			RETURNING last_seq, coalesce((SELECT acked_seq FROM ferry_lane_acked WHERE lane = $1), 0)`, lane, k).Scan(&last, &acked)
+		seqs, err := o.numbers(ctx, tx, pg, lane, len(items))
 		if err != nil {
-			return nil, fmt.Errorf("outbox: lane %s: %w", lane, err)
+			return nil, err
 		}
-		if last-acked > o.maxBacklog {
-			o.refused.WithLabelValues(lane).Add(float64(k))
-			return nil, fmt.Errorf("%w: lane %s holds %d unacknowledged messages, %d more would pass the bound %d",
-				ErrBackpressure, lane, last-k-acked, k, o.maxBacklog)
-		}
-		first := last - k + 1
 		for start := 0; start < len(items); start += putChunk {
 			chunk := items[start:min(len(items), start+putChunk)]
 			var q strings.Builder
@@ -309,7 +322,7 @@ func (o *Outbox) PutBatch(ctx context.Context, tx *sql.Tx, envs []envelope.Envel
 				}
 				n := len(args)
 				fmt.Fprintf(&q, "($%d, $%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7)
-				seq := first + int64(start+j)
+				seq := seqs[start+j]
 				args = append(args, lane, seq, it.env.ID, it.env.Type, it.env.Key, it.env.CreatedAt.UTC(), it.raw)
 				placed[it.at] = Placed{Lane: lane, Seq: seq}
 			}
@@ -322,6 +335,67 @@ func (o *Outbox) PutBatch(ctx context.Context, tx *sql.Tx, envs []envelope.Envel
 		}
 	}
 	return placed, nil
+}
+
+// numbers hands out k sequence numbers of lane, in increasing order, or fails with
+// ErrBackpressure when they would take the lane past its backlog bound. On PostgreSQL they come
+// from the lane's sequence, without a lock (other producers' numbers may come between them), and
+// the bound is checked before any is taken, so that a refusal leaves no gap; on SQLite from the
+// lane's counter row, whose increment the caller's transaction keeps locked (and rolls back on a
+// refusal; SQLite has one writer at a time anyway).
+func (o *Outbox) numbers(ctx context.Context, tx *sql.Tx, pg bool, lane string, k int) ([]int64, error) {
+	var last, acked int64
+	var seqs []int64
+	if pg {
+		err := tx.QueryRowContext(ctx, `SELECT `+LastSeqSQL(sqldb.Postgres, "$1::text")+`, coalesce((SELECT acked_seq FROM ferry_lane_acked WHERE lane = $1), 0)`, lane).Scan(&last, &acked)
+		if err != nil {
+			return nil, fmt.Errorf("outbox: lane %s: %w", lane, err)
+		}
+		if err := o.bound(lane, last+int64(k), acked, k); err != nil {
+			return nil, err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT nextval(`+laneSequence("$1::text")+`) FROM generate_series(1, $2::int)`, lane, k)
+		if err != nil {
+			return nil, fmt.Errorf("outbox: lane %s: %w", lane, err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var seq int64
+			if err := rows.Scan(&seq); err != nil {
+				return nil, err
+			}
+			seqs = append(seqs, seq)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("outbox: lane %s: %w", lane, err)
+		}
+		slices.Sort(seqs)
+		return seqs, nil
+	}
+	err := tx.QueryRowContext(ctx, `INSERT INTO ferry_lane_out (lane, last_seq) VALUES ($1, $2)
+		ON CONFLICT (lane) DO UPDATE SET last_seq = ferry_lane_out.last_seq + $2
+		RETURNING last_seq, coalesce((SELECT acked_seq FROM ferry_lane_acked WHERE lane = $1), 0)`, lane, k).Scan(&last, &acked)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: lane %s: %w", lane, err)
+	}
+	if err := o.bound(lane, last, acked, k); err != nil {
+		return nil, err
+	}
+	for i := range int64(k) {
+		seqs = append(seqs, last-int64(k)+1+i)
+	}
+	return seqs, nil
+}
+
+// bound refuses k messages that would take lane to sequence last with acked acknowledged past
+// the backlog bound, counting the refusal.
+func (o *Outbox) bound(lane string, last, acked int64, k int) error {
+	if last-acked <= o.maxBacklog {
+		return nil
+	}
+	o.refused.WithLabelValues(lane).Add(float64(k))
+	return fmt.Errorf("%w: lane %s holds %d unacknowledged messages, %d more would pass the bound %d",
+		ErrBackpressure, lane, last-int64(k)-acked, k, o.maxBacklog)
 }
 
 // putChunk bounds the rows of one INSERT of PutBatch (7 parameters a row).
@@ -349,7 +423,8 @@ func Pending(ctx context.Context, db *sqldb.DB, lane string, after int64, limit,
 		return out, err
 	}
 	// None in the range: the lane may still hold later rows (when the rows right after after
-	// were retired). Only then is the rest of the lane looked at; min(seq) is an index probe.
+	// were retired, or are missing: see the package comment). Only then is the rest of the lane
+	// looked at; min(seq) is an index probe.
 	var next sql.NullInt64
 	if err := db.QueryRowContext(ctx, `SELECT min(seq) FROM ferry_outbox WHERE lane = $1 AND seq > $2`, lane, after).Scan(&next); err != nil {
 		return nil, fmt.Errorf("outbox: pending: %w", err)
@@ -360,8 +435,8 @@ func Pending(ctx context.Context, db *sqldb.DB, lane string, after int64, limit,
 	return pendingRange(ctx, db, lane, next.Int64-1, limit, maxBytes)
 }
 
-// pendingRange reads lane's rows in (after, after+limit]. A lane's sequences have no gaps, so
-// these are the first limit rows after after; bounding the range both ways keeps the scan to
+// pendingRange reads lane's rows in (after, after+limit]: the first limit rows after after
+// unless some are missing (the caller sends only the contiguous start); bounding the range both ways keeps the scan to
 // them whatever the planner knows of the table (a range open at the top would read the whole
 // backlog, one open at the bottom the retired rows not yet vacuumed).
 func pendingRange(ctx context.Context, db *sqldb.DB, lane string, after int64, limit, maxBytes int) ([]Row, error) {
@@ -399,8 +474,16 @@ func (l Lane) Backlog() int64 { return l.LastSeq - l.AckedSeq }
 
 // Lanes returns the state of every outgoing lane.
 func Lanes(ctx context.Context, db *sqldb.DB) ([]Lane, error) {
-	rows, err := db.QueryContext(ctx, `SELECT l.lane, l.last_seq, coalesce(a.acked_seq, 0)
-		FROM ferry_lane_out l LEFT JOIN ferry_lane_acked a ON a.lane = l.lane ORDER BY l.lane`)
+	q := `SELECT l.lane, l.last_seq, coalesce(a.acked_seq, 0)
+		FROM ferry_lane_out l LEFT JOIN ferry_lane_acked a ON a.lane = l.lane ORDER BY l.lane`
+	if db.Dialect == sqldb.Postgres {
+		// The lanes whose sequence has handed out a number (migration 0007).
+		q = `SELECT l.lane, l.last_seq, coalesce(a.acked_seq, 0)
+			FROM (SELECT substr(c.relname, 16) AS lane, pg_sequence_last_value(c.oid) AS last_seq FROM pg_class c
+				WHERE c.relkind = 'S' AND c.relname LIKE 'ferry\_lane\_seq:%' AND pg_table_is_visible(c.oid)) l
+			LEFT JOIN ferry_lane_acked a ON a.lane = l.lane WHERE l.last_seq IS NOT NULL ORDER BY l.lane`
+	}
+	rows, err := db.QueryContext(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: lanes: %w", err)
 	}
@@ -436,7 +519,7 @@ var ErrAckBeyondSent = errors.New("outbox: acknowledgement beyond the last seque
 // Acknowledging a sequence at or below the current one changes nothing.
 func Ack(ctx context.Context, db *sqldb.DB, lane string, seq int64, now time.Time) (retired int64, err error) {
 	err = db.Tx(ctx, func(tx *sql.Tx) error {
-		retired, _, err = AckTx(ctx, tx, lane, seq, now)
+		retired, _, err = AckTx(ctx, tx, db.Dialect, lane, seq, now)
 		return err
 	})
 	return retired, err
@@ -444,20 +527,19 @@ func Ack(ctx context.Context, db *sqldb.DB, lane string, seq int64, now time.Tim
 
 // AckTx is Ack inside tx, a transaction of the caller's (so that the audit record and evidence of
 // the acknowledgement commit with it). It also returns the lane's acknowledged sequence before.
-func AckTx(ctx context.Context, tx *sql.Tx, lane string, seq int64, now time.Time) (retired, before int64, err error) {
-	// The acknowledged sequence lives in ferry_lane_acked, apart from the last sequence that
-	// producers lock in ferry_lane_out until they commit: retiring reads that row without a lock
-	// and never waits for a producer nor holds one up. This is safe because the committed
-	// last_seq and acked_seq only grow: a sequence at or below last_seq stays sent, and the
-	// update below only moves acked_seq forward.
+func AckTx(ctx context.Context, tx *sql.Tx, d sqldb.Dialect, lane string, seq int64, now time.Time) (retired, before int64, err error) {
+	// The acknowledged sequence lives in ferry_lane_acked, apart from the lane's last sequence
+	// (its sequence on PostgreSQL, its counter row on SQLite): retiring takes no lock a producer
+	// takes and never waits for a producer nor holds one up. This is safe because the last
+	// sequence handed out and acked_seq only grow: a sequence at or below the last stays handed
+	// out, and the update below only moves acked_seq forward.
 	var last, acked int64
-	err = tx.QueryRowContext(ctx, `SELECT l.last_seq, coalesce(a.acked_seq, 0)
-		FROM ferry_lane_out l LEFT JOIN ferry_lane_acked a ON a.lane = l.lane WHERE l.lane = $1`, lane).Scan(&last, &acked)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, 0, fmt.Errorf("%w: unknown lane %s", ErrAckBeyondSent, lane)
-	}
+	err = tx.QueryRowContext(ctx, `SELECT `+LastSeqSQL(d, "$1")+`, coalesce((SELECT a.acked_seq FROM ferry_lane_acked a WHERE a.lane = $1), 0)`, lane).Scan(&last, &acked)
 	if err != nil {
 		return 0, 0, err
+	}
+	if last == 0 {
+		return 0, 0, fmt.Errorf("%w: unknown lane %s", ErrAckBeyondSent, lane)
 	}
 	if seq > last {
 		return 0, acked, fmt.Errorf("%w: lane %s ack %d > last %d", ErrAckBeyondSent, lane, seq, last)
@@ -540,10 +622,12 @@ func (c *BacklogCollector) Collect(ch chan<- prometheus.Metric) {
 // statement, so that nothing of it is applied); ack_retired deletes the rows it covers. Neither
 // takes a lock that producers need (see AckTx).
 func AckClauses(lane string, before, seq int64, now time.Time, first int) (string, []any) {
+	// The lane's last sequence, with its format's % doubled for Sprintf.
+	last := strings.ReplaceAll(LastSeqSQL(sqldb.Postgres, fmt.Sprintf("$%d::text", first)), "%", "%%")
 	q := fmt.Sprintf(`ack_lane AS (
 			INSERT INTO ferry_lane_acked (lane, acked_seq, acked_at)
 			SELECT $%[1]d::text, $%[2]d::bigint, $%[3]d::timestamptz
-			WHERE EXISTS (SELECT 1 FROM ferry_lane_out o WHERE o.lane = $%[1]d::text AND o.last_seq >= $%[2]d::bigint)
+			WHERE `+last+` >= $%[2]d::bigint
 				AND coalesce((SELECT a.acked_seq FROM ferry_lane_acked a WHERE a.lane = $%[1]d::text), 0) = $%[4]d::bigint
 			ON CONFLICT (lane) DO UPDATE SET acked_seq = excluded.acked_seq, acked_at = excluded.acked_at
 			WHERE ferry_lane_acked.acked_seq = $%[4]d::bigint

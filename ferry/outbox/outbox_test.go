@@ -73,8 +73,7 @@ ferry_outbox_backpressure_total{lane="` + lanes[0].Lane + `"} 1
 func TestDefaultBacklogBound(t *testing.T) {
 	db := fixture.DB(t)
 	ctx := context.Background()
-	if _, err := db.ExecContext(ctx, `INSERT INTO ferry_lane_out (lane, last_seq) VALUES ('to-gateway.0', $1)`,
-		outbox.DefaultMaxBacklog); err != nil {
+	if _, err := db.ExecContext(ctx, `SELECT setval('"ferry_lane_seq:to-gateway.0"', $1)`, outbox.DefaultMaxBacklog); err != nil {
 		t.Fatal(err)
 	}
 	err := db.Tx(ctx, func(tx *sql.Tx) error {
@@ -160,13 +159,9 @@ func TestPutBatch(t *testing.T) {
 	if !errors.Is(err, outbox.ErrDuplicate) {
 		t.Fatalf("batch with a duplicate: %v", err)
 	}
-	lanes, _ := outbox.Lanes(ctx, db)
-	total := int64(0)
-	for _, l := range lanes {
-		total += l.LastSeq
-	}
-	if total != 50 {
-		t.Fatalf("lanes hold %d after the refused batch, want 50", total)
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM ferry_outbox`).Scan(&n); err != nil || n != 50 {
+		t.Fatalf("%d rows after the refused batch (%v), want 50", n, err)
 	}
 }
 
@@ -189,7 +184,7 @@ func TestAckRetiresOnce(t *testing.T) {
 		ack := func(seq int64) (retired, before int64, err error) {
 			err = db.Tx(ctx, func(tx *sql.Tx) error {
 				var err error
-				retired, before, err = outbox.AckTx(ctx, tx, lane, seq, time.Now())
+				retired, before, err = outbox.AckTx(ctx, tx, db.Dialect, lane, seq, time.Now())
 				return err
 			})
 			return retired, before, err

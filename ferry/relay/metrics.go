@@ -11,6 +11,7 @@ type Metrics struct {
 	MessagesSent     prometheus.Counter     // ferry_messages_sent_total
 	MessagesReceived prometheus.Counter     // ferry_messages_received_total
 	LinkUp           prometheus.Gauge       // ferry_link_up
+	GapsFilled       *prometheus.CounterVec // ferry_lane_gaps_filled_total{lane}
 }
 
 // NewMetrics makes the metrics and registers them with reg when it is not nil.
@@ -30,6 +31,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Messages newly committed to the inbox."}),
 		LinkUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ferry_link_up",
 			Help: "1 when the link to the peer ferry works (intranet: the last exchange succeeded; DMZ: the peer called recently)."}),
+		GapsFilled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_lane_gaps_filled_total",
+			Help: "Outgoing lane numbers handed out to a producer that never committed them (rolled back or died), closed with a filler, by lane."}, []string{"lane"}),
 	}
 	// Every known reason starts at zero, so that an alert on the rate of rejections sees the
 	// series before the first one happens.
@@ -37,7 +40,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.BundlesRejected.WithLabelValues(reason)
 	}
 	if reg != nil {
-		reg.MustRegister(m.BundlesSent, m.BundlesReceived, m.BundlesRejected, m.BundlesResent, m.MessagesSent, m.MessagesReceived, m.LinkUp)
+		reg.MustRegister(m.BundlesSent, m.BundlesReceived, m.BundlesRejected, m.BundlesResent, m.MessagesSent, m.MessagesReceived, m.LinkUp, m.GapsFilled)
 	}
 	return m
 }

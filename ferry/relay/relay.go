@@ -149,13 +149,16 @@ type Config struct {
 	// out a lane's next bundle again when the last one was not acknowledged in it [30s].
 	ResendAfter time.Duration
 	MaxBackoff  time.Duration // bound of the jittered backoff after errors [30s]
-	Pullers     int           // concurrent pull loops on the intranet side [2]
-	Quarantine  string        // directory for rejected bundles; "" keeps none
-	Evidence    Evidence      // non-repudiation evidence of each bundle; nil keeps none
-	Logger      *slog.Logger
-	Now         func() time.Time // [time.Now]
-	Rand        io.Reader        // [crypto/rand.Reader]
-	Metrics     *Metrics         // [unregistered]
+	// GapGrace: how long a lane's next number may stay missing, while later ones were handed
+	// out, before the sender closes the gap with a filler (gap.go) [1s].
+	GapGrace   time.Duration
+	Pullers    int      // concurrent pull loops on the intranet side [2]
+	Quarantine string   // directory for rejected bundles; "" keeps none
+	Evidence   Evidence // non-repudiation evidence of each bundle; nil keeps none
+	Logger     *slog.Logger
+	Now        func() time.Time // [time.Now]
+	Rand       io.Reader        // [crypto/rand.Reader]
+	Metrics    *Metrics         // [unregistered]
 	// Failpoint, when not nil, is called at each of the Failpoints (crash tests kill the
 	// process there).
 	Failpoint func(name string)
@@ -171,6 +174,7 @@ func (c *Config) defaults() {
 	def(&c.LongPoll, 10*time.Second)
 	def(&c.ResendAfter, 30*time.Second)
 	def(&c.MaxBackoff, 30*time.Second)
+	def(&c.GapGrace, time.Second)
 	if c.Linger < 0 {
 		c.Linger = 0
 	}
@@ -230,6 +234,7 @@ type Relay struct {
 	locks    laneLocks
 	inMarks  laneMarks // receiving lanes: the high-water mark last committed
 	outAcked laneMarks // sending lanes: the sequence last acknowledged
+	gaps     gapMarks  // sending lanes: the first missing number, since when
 	leases   *leases
 	acks     *ackQueue
 	seenAt   atomic.Int64 // DMZ: when the peer last called, Unix nanoseconds

@@ -25,20 +25,31 @@ func (r *Relay) envelopeBudget() int {
 	return r.cfg.Limits.MaxBytes - bundle.Overhead(r.cfg.Limits.MaxMessages)
 }
 
-// pending reads up to a bundle's worth of lane's rows after after. It fails with errRetired
-// when the next row was already retired (the peer is behind what it acknowledged).
+// pending reads up to a bundle's worth of lane's rows after after, as far as their sequences
+// are contiguous. When the next row is missing it closes the gap if it has been missing long
+// enough (gap.go) and reads again; it fails with errRetired when the next row was already
+// retired (the peer is behind what it acknowledged).
 func (r *Relay) pending(ctx context.Context, lane string, after int64) ([]outbox.Row, error) {
-	rows, err := outbox.Pending(ctx, r.cfg.DB, lane, after, r.cfg.Limits.MaxMessages, r.envelopeBudget())
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	for range 2 {
+		rows, err := outbox.Pending(ctx, r.cfg.DB, lane, after, r.cfg.Limits.MaxMessages, r.envelopeBudget())
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		n := 0
+		for n < len(rows) && rows[n].Seq == after+1+int64(n) {
+			n++
+		}
+		if n > 0 {
+			r.gaps.clear(lane)
+			r.failpoint(FailAfterOutboxRead)
+			return rows[:n], nil
+		}
+		st, _ := r.watch.lane(lane)
+		if filled, err := r.closeGap(ctx, lane, after, rows, st.LastSeq); err != nil || !filled {
+			return nil, err
+		}
 	}
-	if len(rows) > 0 && rows[0].Seq != after+1 {
-		return nil, fmt.Errorf("%w: lane %s: next is %d, after %d was asked for", errRetired, lane, rows[0].Seq, after)
-	}
-	if len(rows) > 0 {
-		r.failpoint(FailAfterOutboxRead)
-	}
-	return rows, nil
+	return nil, nil
 }
 
 // collect is pending, after lingering for up to linger when the lane, as last seen, does not
@@ -187,7 +198,7 @@ func (r *Relay) acknowledged(ctx context.Context, raw []byte, want *bundle.Heade
 	// checks that the acknowledgement covers only sequences sent.
 	var acked int64
 	err = r.cfg.Audit.Commit(ctx, func(ctx context.Context, tx *sql.Tx) ([]audit.Record, error) {
-		_, before, err := outbox.AckTx(ctx, tx, a.Lane, a.Seq, r.now())
+		_, before, err := outbox.AckTx(ctx, tx, r.cfg.DB.Dialect, a.Lane, a.Seq, r.now())
 		acked = max(before, a.Seq)
 		if errors.Is(err, outbox.ErrAckBeyondSent) {
 			return nil, fmt.Errorf("%w: %w", ErrAckBeyondSent, err)
@@ -280,11 +291,8 @@ func (r *Relay) retire(ctx context.Context, a bundle.Ack, want *bundle.Header, p
 }
 
 func (r *Relay) laneOut(ctx context.Context, lane string) (last, acked int64, err error) {
-	err = r.cfg.DB.QueryRowContext(ctx, `SELECT l.last_seq, coalesce(a.acked_seq, 0)
-		FROM ferry_lane_out l LEFT JOIN ferry_lane_acked a ON a.lane = l.lane WHERE l.lane = $1`, lane).Scan(&last, &acked)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, 0, nil
-	}
+	err = r.cfg.DB.QueryRowContext(ctx, `SELECT `+outbox.LastSeqSQL(r.cfg.DB.Dialect, "$1")+`,
+		coalesce((SELECT a.acked_seq FROM ferry_lane_acked a WHERE a.lane = $1), 0)`, lane).Scan(&last, &acked)
 	if err != nil {
 		return 0, 0, fmt.Errorf("%w: lane %s: %w", ErrUnavailable, lane, err)
 	}

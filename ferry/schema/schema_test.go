@@ -9,7 +9,8 @@ import (
 	"finepay/ferry/sqldb/sqltest"
 )
 
-// A PostgreSQL-only migration (0006, how the long digest columns are stored) is applied on
+// The PostgreSQL-only migrations (0006, how the long digest columns are stored; 0007, the lane
+// sequences) are applied on
 // PostgreSQL and recorded without effect on SQLite, so both reach the same version and a second
 // run changes nothing.
 func TestMigrationsReachTheSameVersionOnBothEngines(t *testing.T) {
@@ -19,8 +20,8 @@ func TestMigrationsReachTheSameVersionOnBothEngines(t *testing.T) {
 		sqltest.Must(t, schema.Migrate(ctx, db))
 		var version, n int
 		sqltest.Must(t, db.QueryRowContext(ctx, `SELECT max(version), count(*) FROM schema_migrations WHERE component = $1`, schema.Component).Scan(&version, &n))
-		if version != 6 || n != 6 {
-			t.Fatalf("at version %d with %d migrations recorded, want 6 and 6", version, n)
+		if version != 7 || n != 7 {
+			t.Fatalf("at version %d with %d migrations recorded, want 7 and 7", version, n)
 		}
 		if db.Dialect != sqldb.Postgres {
 			return

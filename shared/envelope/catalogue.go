@@ -55,6 +55,7 @@ var catalogue = map[string]Spec{
 	TypeReceiptIssued:    {TypeReceiptIssued, ToGateway, 48 << 10, func() Payload { return new(ReceiptIssued) }},
 	TypeRefundInstructed: {TypeRefundInstructed, ToGateway, 4 << 10, func() Payload { return new(RefundInstructed) }},
 	TypeRefundResult:     {TypeRefundResult, ToCore, 4 << 10, func() Payload { return new(RefundResult) }},
+	TypeLaneGap:          {TypeLaneGap, Either, 256, func() Payload { return new(LaneGap) }},
 }
 
 // Lookup returns the catalogue entry of a type.
@@ -123,6 +124,9 @@ func Lane(typ, key string, partitions int) (string, error) {
 	s, err := Lookup(typ)
 	if err != nil {
 		return "", err
+	}
+	if s.Direction == Either {
+		return "", fmt.Errorf("envelope: %s is not queued by services and has no lane of its own", typ)
 	}
 	if partitions < 1 {
 		partitions = 1

@@ -30,9 +30,11 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
 
 	"finepay/ferry/internal/devpki"
+	"finepay/ferry/outbox"
 	"finepay/ferry/relay"
 	"finepay/ferry/schema"
 	"finepay/ferry/sqldb"
+	"finepay/shared/envelope"
 )
 
 // Victims.
@@ -399,10 +401,12 @@ type counts struct {
 	ProducedCore, ProducedGateway int64
 	InboxGateway, InboxCore       int64
 	OutboxCore, OutboxGateway     int64
+	Unacknowledged                int64 // numbers handed out on either side's lanes, not yet acknowledged
 }
 
 func (c counts) done() bool {
-	return c.InboxGateway == c.ProducedCore && c.InboxCore == c.ProducedGateway && c.OutboxCore == 0 && c.OutboxGateway == 0
+	return c.InboxGateway == c.ProducedCore && c.InboxCore == c.ProducedGateway && c.OutboxCore == 0 && c.OutboxGateway == 0 &&
+		c.Unacknowledged == 0
 }
 
 func (h *harness) counts(ctx context.Context) (counts, error) {
@@ -414,13 +418,22 @@ func (h *harness) counts(ctx context.Context) (counts, error) {
 	}{
 		{h.core, `SELECT count(*) FROM chaos_produced`, &c.ProducedCore},
 		{h.gw, `SELECT count(*) FROM chaos_produced`, &c.ProducedGateway},
-		{h.gw, `SELECT count(*) FROM ferry_inbox`, &c.InboxGateway},
-		{h.core, `SELECT count(*) FROM ferry_inbox`, &c.InboxCore},
+		{h.gw, `SELECT count(*) FROM ferry_inbox WHERE type <> '` + envelope.TypeLaneGap + `'`, &c.InboxGateway},
+		{h.core, `SELECT count(*) FROM ferry_inbox WHERE type <> '` + envelope.TypeLaneGap + `'`, &c.InboxCore},
 		{h.core, `SELECT count(*) FROM ferry_outbox`, &c.OutboxCore},
 		{h.gw, `SELECT count(*) FROM ferry_outbox`, &c.OutboxGateway},
 	} {
 		if err := q.db.QueryRowContext(ctx, q.sql).Scan(q.out); err != nil {
 			return c, err
+		}
+	}
+	for _, db := range []*sqldb.DB{h.core, h.gw} {
+		lanes, err := outbox.Lanes(ctx, db)
+		if err != nil {
+			return c, err
+		}
+		for _, l := range lanes {
+			c.Unacknowledged += l.Backlog()
 		}
 	}
 	return c, nil

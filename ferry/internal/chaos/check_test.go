@@ -33,7 +33,7 @@ func TestCheckFindsViolations(t *testing.T) {
 			}
 		}
 		if outboxLeft {
-			for _, stmt := range []string{`INSERT INTO ferry_lane_out (lane, last_seq) VALUES ('to-gateway.0', 3)`,
+			for _, stmt := range []string{`SELECT setval('"ferry_lane_seq:to-gateway.0"', 3)`,
 				`INSERT INTO ferry_lane_acked (lane, acked_seq) VALUES ('to-gateway.0', 2)`} {
 				if _, err := core.ExecContext(ctx, stmt); err != nil {
 					t.Fatal(err)

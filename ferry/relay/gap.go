@@ -1,0 +1,130 @@
+package relay
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"finepay/ferry/audit"
+	"finepay/ferry/outbox"
+	"finepay/shared/envelope"
+)
+
+// Lane gaps. On PostgreSQL a producer takes its lane's next number from the lane's sequence
+// without a lock (package outbox), so numbers may commit out of order, and a number whose
+// producer rolled back or died never commits at all. The sender reads a lane only as far as its
+// numbers are contiguous; when the next one has been missing for GapGrace while a later one is
+// committed (or was handed out), the sender closes the gap: it inserts a filler message
+// (envelope.TypeLaneGap) at each missing number, in one transaction with its audit record
+// (lane.gap). The insert skips numbers whose row exists and waits for a producer still
+// committing one, so a row that commits is never replaced; a producer that took its number
+// GapGrace or more before inserting its row (a statement stalled that long between the two) finds
+// the number taken and fails, its transaction rolled back, and is told so. The receiving inbox
+// stores fillers as consumed: services never see them.
+
+// LaneGap is the audit event of a gap closed with fillers.
+const LaneGap = "lane.gap"
+
+// gapMarks remembers, per lane, the first missing number seen and since when.
+type gapMarks struct {
+	mu sync.Mutex
+	m  map[string]gapMark
+}
+
+type gapMark struct {
+	seq   int64
+	since time.Time
+}
+
+// seen records that lane's number seq is missing at now and returns since when it has been.
+func (g *gapMarks) seen(lane string, seq int64, now time.Time) time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.m == nil {
+		g.m = map[string]gapMark{}
+	}
+	m, ok := g.m[lane]
+	if !ok || m.seq != seq {
+		m = gapMark{seq, now}
+		g.m[lane] = m
+	}
+	return m.since
+}
+
+func (g *gapMarks) clear(lane string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.m, lane)
+}
+
+// closeGap handles rows read after after that do not start at after+1 (rows may be empty; last is
+// the lane's last number handed out as last seen). It returns true when it filled the missing
+// numbers, so that the lane should be read again; false when they may still commit (the relay
+// is woken when GapGrace is up) or nothing is missing.
+func (r *Relay) closeGap(ctx context.Context, lane string, after int64, rows []outbox.Row, last int64) (bool, error) {
+	end := last
+	if len(rows) > 0 {
+		end = rows[0].Seq - 1
+	}
+	if end <= after {
+		return false, nil
+	}
+	now := r.now()
+	since := r.gaps.seen(lane, after+1, now)
+	if wait := r.cfg.GapGrace - now.Sub(since); wait > 0 {
+		// Look again after a poll (the number may commit any moment) or when the grace is up.
+		time.AfterFunc(min(wait, r.cfg.Poll), r.watch.notify)
+		return false, nil
+	}
+	end = min(end, after+int64(r.cfg.Limits.MaxMessages))
+	var filled []int64
+	err := r.cfg.Audit.Commit(ctx, func(ctx context.Context, tx *sql.Tx) ([]audit.Record, error) {
+		filled = filled[:0]
+		var acked int64
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce((SELECT acked_seq FROM ferry_lane_acked WHERE lane = $1), 0)`, lane).Scan(&acked); err != nil {
+			return nil, err
+		}
+		if after < acked {
+			return nil, fmt.Errorf("%w: lane %s: %d is acknowledged, %d was asked for", errRetired, lane, acked, after+1)
+		}
+		for seq := after + 1; seq <= end; seq++ {
+			env, err := envelope.NewLaneGap(lane, seq, now)
+			if err != nil {
+				return nil, err
+			}
+			raw, err := env.Marshal()
+			if err != nil {
+				return nil, err
+			}
+			// Waits for a producer still committing this number; skips it when its row is there.
+			res, err := tx.ExecContext(ctx, `INSERT INTO ferry_outbox (lane, seq, message_id, type, msg_key, created_at, envelope)
+				VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`, lane, seq, env.ID, env.Type, env.Key, env.CreatedAt, raw)
+			if err != nil {
+				return nil, err
+			}
+			if n, _ := res.RowsAffected(); n == 1 {
+				filled = append(filled, seq)
+			}
+		}
+		if len(filled) == 0 {
+			return nil, nil
+		}
+		return []audit.Record{{Event: LaneGap, Result: audit.OK, Lane: lane, FirstSeq: filled[0], LastSeq: filled[len(filled)-1],
+			Reason: fmt.Sprintf("%d numbers handed out but never committed (missing for %s) filled", len(filled), now.Sub(since).Round(time.Millisecond))}}, nil
+	})
+	if errors.Is(err, errRetired) {
+		return false, err
+	}
+	if err != nil {
+		return false, fmt.Errorf("%w: lane %s: filling numbers %d..%d: %w", ErrUnavailable, lane, after+1, end, err)
+	}
+	r.gaps.clear(lane)
+	if len(filled) > 0 {
+		r.m.GapsFilled.WithLabelValues(lane).Add(float64(len(filled)))
+		r.log.Warn("relay: lane gap filled", "lane", lane, "first", filled[0], "last", filled[len(filled)-1], "count", len(filled))
+	}
+	return true, nil
+}
