@@ -72,6 +72,7 @@ func run(ctx context.Context) error {
 	admin := flag.String("pg", adminURL(), "PostgreSQL server where the two ferry databases are created (and dropped)")
 	rate := flag.Int("rate", 2000, "messages per second offered in the latency run (0 skips it)")
 	rateFor := flag.Duration("rate-for", 10*time.Second, "length of the latency run's measured part")
+	alsoRate := flag.Int("also-rate", 500, "a second, lower rate for the latency run, whose figures are printed too (0 skips it)")
 	warmup := flag.Duration("warmup", 2*time.Second, "how long messages are offered at -rate before the latency run's measured part (connections opened, caches filled); not counted")
 	producers := flag.Int("producers", 2, "concurrent producer transactions in the throughput run")
 	batch := flag.Int("batch", 500, "messages per producer transaction (all of one lane) in the throughput run")
@@ -122,18 +123,22 @@ func run(ctx context.Context) error {
 		fe = append(fe, r.rate())
 		fmt.Printf("run %d: ferry     %8.0f msgs/s (%.2f s; producers done after %.2f s)\n", i+1, r.rate(), r.elapsed.Seconds(), r.produced.Seconds())
 	}
-	var lat latency
-	if *rate > 0 {
-		lat, err = runLatency(ctx, *admin, cfg, *rate, *rateFor, *warmup, *size)
+	var lats []latency
+	for _, r := range []int{*rate, *alsoRate} {
+		if r <= 0 {
+			continue
+		}
+		lat, err := runLatency(ctx, *admin, cfg, r, *rateFor, *warmup, *size)
 		if err != nil {
 			return err
 		}
+		lats = append(lats, lat)
 	}
 	fmt.Printf("jetstream end-to-end msgs/s: %.0f (median)\n", median(js))
 	fmt.Printf("ferry end-to-end msgs/s: %.0f (median)\n", median(fe))
-	if *rate > 0 {
+	for _, lat := range lats {
 		fmt.Printf("ferry latency at %d msgs/s offered (%d messages after a %s warm-up, produced at %.0f msgs/s): p50 %.1f ms, p99 %.1f ms, max %.1f ms (of which the producer's own statement: p50 %.1f ms, p99 %.1f ms; %d bundles)\n",
-			*rate, lat.n, *warmup, lat.rate, ms(lat.p50), ms(lat.p99), ms(lat.max), ms(lat.putP50), ms(lat.putP99), lat.bundles)
+			lat.offered, lat.n, *warmup, lat.rate, ms(lat.p50), ms(lat.p99), ms(lat.max), ms(lat.putP50), ms(lat.putP99), lat.bundles)
 	}
 	fmt.Printf("ferry msgs/s: %.0f\n", median(fe))
 	if len(js) > 0 {
@@ -344,6 +349,7 @@ func waitAcked(ctx context.Context, db *sqldb.DB, want int64, within time.Durati
 
 type latency struct {
 	n, bundles     int
+	offered        int     // messages offered per second
 	rate           float64 // messages produced per second in the measured part
 	p50, p99, max  time.Duration
 	putP50, putP99 time.Duration // of the producer statements alone
@@ -455,7 +461,7 @@ func runLatency(ctx context.Context, admin string, cfg ferryConfig, rate int, d,
 		return latency{}, fmt.Errorf("latency: %d of %d messages in the inbox", seen, w+n)
 	}
 	took = took[w:]
-	return latency{n: n, rate: float64(n) / produced.Seconds(), bundles: len(committed), p50: quantile(lat, 0.50), p99: quantile(lat, 0.99), max: quantile(lat, 1),
+	return latency{n: n, offered: rate, rate: float64(n) / produced.Seconds(), bundles: len(committed), p50: quantile(lat, 0.50), p99: quantile(lat, 0.99), max: quantile(lat, 1),
 		putP50: quantile(took, 0.50), putP99: quantile(took, 0.99)}, nil
 }
 
