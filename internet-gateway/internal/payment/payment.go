@@ -112,7 +112,7 @@ func (r *Recorder) Record(ctx context.Context, c Confirmation) (Result, error) {
 // stored by one store call (see store.PaymentRecord). On PostgreSQL the same statement queues
 // the PaymentConfirmed in the ferry outbox and runs alone (autocommit): the order is read first
 // (its bill and amounts go into the message), then one statement records everything or
-// nothing, and the outbox lane's row stays locked only while that statement commits. On SQLite
+// nothing; its outbox lane number comes from the lane's sequence, without a lock. On SQLite
 // the steps run in one transaction, the outbox row last. A payment of an unknown order or for
 // another amount changes nothing.
 func (r *Recorder) record(ctx context.Context, c Confirmation, note *store.Notification) (Result, int64, error) {
@@ -211,7 +211,7 @@ func (r *Recorder) recordTx(ctx context.Context, c Confirmation, note *store.Not
 		if err != nil {
 			return err
 		}
-		// Last before the commit: the lane's row stays locked from here to the commit.
+		// Last before the commit: on SQLite the lane's counter stays locked from here to the commit.
 		_, err = r.outbox.Put(ctx, tx, env)
 		return err
 	})
