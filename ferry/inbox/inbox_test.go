@@ -187,3 +187,36 @@ func TestInboxConsumerOrderAndRetry(t *testing.T) {
 		}
 	})
 }
+
+// A lane gap filler (a number whose producer never committed it, closed by the sender) is stored
+// as consumed when it arrives: the service consumes the messages around it and never sees it.
+func TestInboxStoresALaneGapFillerConsumed(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := setup(t, db)
+		gap, err := envelope.NewLaneGap("to-core.0", 2, time.Unix(1700000000, 0))
+		sqltest.Must(t, err)
+		res, err := inbox.Receive(ctx, db, "ferry-dmz", "to-core.0", "b1", incoming(t, 1, payment(1), gap, payment(3)), time.Now())
+		sqltest.Must(t, err)
+		if res.HWM != 3 {
+			t.Fatalf("high-water mark %d, want 3", res.HWM)
+		}
+		var seen []string
+		c := inbox.NewConsumer(inbox.Config{DB: db, Logger: logging.Discard(),
+			Handlers: map[string]inbox.Handler{envelope.TypePaymentConfirmed: func(ctx context.Context, tx *sql.Tx, e envelope.Envelope) error {
+				seen = append(seen, e.ID)
+				return nil
+			}}})
+		for range 3 {
+			_, err := c.ConsumeOnce(ctx)
+			sqltest.Must(t, err)
+		}
+		if fmt.Sprint(seen) != "[pay:wechat:42001 pay:wechat:42003]" {
+			t.Fatalf("the service saw %v", seen)
+		}
+		var pending int
+		sqltest.Must(t, db.QueryRowContext(ctx, `SELECT count(*) FROM ferry_inbox WHERE consumed_at IS NULL OR attempts > 0 AND type = $1`, envelope.TypeLaneGap).Scan(&pending))
+		if pending != 0 {
+			t.Fatalf("%d rows left unconsumed or the filler was tried", pending)
+		}
+	})
+}
