@@ -450,9 +450,10 @@ func ReceiveClauses(peer, lane, bundleID string, msgs []Incoming, now time.Time,
 			UPDATE ferry_lane_in SET hwm = $%d, updated_at = $%d WHERE peer = $%d AND lane = $%d AND hwm = $%d RETURNING 1),
 		inbox_rows AS (
 			INSERT INTO ferry_inbox (message_id, peer, lane, seq, type, msg_key, created_at, envelope, bundle_id, received_at, consumed_at)
-			SELECT u.id, $%d, $%d, u.seq, u.type, u.key, u.created, u.raw, $%d, $%d, CASE WHEN u.type = '`+envelope.TypeLaneGap+`' THEN $%d::timestamptz END
+			SELECT u.id, $%d, $%d, u.seq, u.type, u.key, u.created, u.raw, $%d, $%d, %s
 			FROM unnest($%d::text[], $%d::bigint[], $%d::text[], $%d::text[], $%d::timestamptz[], $%d::bytea[]) AS u(id, seq, type, key, created, raw)
 			ON CONFLICT (message_id) DO NOTHING RETURNING 1)`,
-		n(0), n(1), n(2), n(3), n(4), n(2), n(3), n(5), n(1), n(1), n(6), n(7), n(8), n(9), n(10), n(11))
+		n(0), n(1), n(2), n(3), n(4), n(2), n(3), n(5), n(1), gapConsumed("u.type", fmt.Sprintf("$%d::timestamptz", n(1))),
+		n(6), n(7), n(8), n(9), n(10), n(11))
 	return q, []any{last, now.UTC(), peer, lane, before, bundleID, ids, seqs, types, keys, created, raws}, nil
 }

@@ -216,7 +216,7 @@ func (q Queued) clauses(maxBacklog int64, cond string, first int) (string, []any
 	// which the planner cannot fold into a constant and raise before the check.
 	sql := `ferry_lane AS (
 			SELECT l.lane, CASE WHEN ` + LastSeqSQL(sqldb.Postgres, "l.lane") + ` - coalesce((SELECT a.acked_seq FROM ferry_lane_acked a WHERE a.lane = l.lane), 0)
-					< ` + n(6) + `::bigint THEN nextval(` + laneSequence("l.lane") + `) END AS last_seq
+					< ` + n(6) + `::bigint THEN nextval(` + laneSequence("l.lane") + `::regclass) END AS last_seq
 			FROM (SELECT ` + n(0) + `::text AS lane) l WHERE ` + cond + `),
 		ferry_msg AS (
 			INSERT INTO ferry_outbox (lane, seq, message_id, type, msg_key, created_at, envelope)
@@ -227,9 +227,9 @@ func (q Queued) clauses(maxBacklog int64, cond string, first int) (string, []any
 }
 
 // laneSequence is the PostgreSQL expression naming the sequence of the lane that the SQL
-// expression lane names (migration 0007).
+// expression lane names (migration 0007), quoted as an identifier.
 func laneSequence(lane string) string {
-	return `format('%I', 'ferry_lane_seq:' || ` + lane + `)::regclass`
+	return `format('%I', 'ferry_lane_seq:' || ` + lane + `)`
 }
 
 // LastSeqSQL is an SQL expression for the last sequence handed out on the lane named by the SQL
@@ -237,7 +237,7 @@ func laneSequence(lane string) string {
 // counter in ferry_lane_out.
 func LastSeqSQL(d sqldb.Dialect, lane string) string {
 	if d == sqldb.Postgres {
-		return `coalesce(pg_sequence_last_value(to_regclass(format('%I', 'ferry_lane_seq:' || ` + lane + `))), 0)`
+		return `coalesce(pg_sequence_last_value(to_regclass(` + laneSequence(lane) + `)), 0)`
 	}
 	return `coalesce((SELECT o.last_seq FROM ferry_lane_out o WHERE o.lane = ` + lane + `), 0)`
 }
@@ -354,7 +354,7 @@ func (o *Outbox) numbers(ctx context.Context, tx *sql.Tx, pg bool, lane string, 
 		if err := o.bound(lane, last+int64(k), acked, k); err != nil {
 			return nil, err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT nextval(`+laneSequence("$1::text")+`) FROM generate_series(1, $2::int)`, lane, k)
+		rows, err := tx.QueryContext(ctx, `SELECT nextval(`+laneSequence("$1::text")+`::regclass) FROM generate_series(1, $2::int)`, lane, k)
 		if err != nil {
 			return nil, fmt.Errorf("outbox: lane %s: %w", lane, err)
 		}
@@ -436,9 +436,9 @@ func Pending(ctx context.Context, db *sqldb.DB, lane string, after int64, limit,
 }
 
 // pendingRange reads lane's rows in (after, after+limit]: the first limit rows after after
-// unless some are missing (the caller sends only the contiguous start); bounding the range both ways keeps the scan to
-// them whatever the planner knows of the table (a range open at the top would read the whole
-// backlog, one open at the bottom the retired rows not yet vacuumed).
+// unless some are missing (the caller sends only the contiguous start). Bounding the range both
+// ways keeps the scan to them whatever the planner knows of the table (a range open at the top
+// would read the whole backlog, one open at the bottom the retired rows not yet vacuumed).
 func pendingRange(ctx context.Context, db *sqldb.DB, lane string, after int64, limit, maxBytes int) ([]Row, error) {
 	rows, err := db.QueryContext(ctx, `SELECT lane, seq, message_id, type, msg_key, created_at, envelope
 		FROM ferry_outbox WHERE lane = $1 AND seq > $2 AND seq <= $3 ORDER BY seq`, lane, after, after+int64(limit))
