@@ -499,6 +499,31 @@ func Lanes(ctx context.Context, db *sqldb.DB) ([]Lane, error) {
 	return out, rows.Err()
 }
 
+// LaneStates returns the state of the named lanes, in lane order: on PostgreSQL by reading
+// only their sequences, where Lanes reads every lane sequence of both directions (128) to find
+// the ones in use.
+func LaneStates(ctx context.Context, db *sqldb.DB, names []string) ([]Lane, error) {
+	if db.Dialect != sqldb.Postgres {
+		all, err := Lanes(ctx, db)
+		return slices.DeleteFunc(all, func(l Lane) bool { return !slices.Contains(names, l.Lane) }), err
+	}
+	rows, err := db.QueryContext(ctx, `SELECT l.lane, `+LastSeqSQL(sqldb.Postgres, "l.lane")+`, coalesce(a.acked_seq, 0)
+		FROM unnest($1::text[]) AS l(lane) LEFT JOIN ferry_lane_acked a ON a.lane = l.lane ORDER BY l.lane`, names)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: lanes: %w", err)
+	}
+	defer rows.Close()
+	var out []Lane
+	for rows.Next() {
+		var l Lane
+		if err := rows.Scan(&l.Lane, &l.LastSeq, &l.AckedSeq); err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
 // Oldest returns the creation time of lane's oldest message not yet acknowledged (the first after
 // sequence acked); ok is false when there is none.
 func Oldest(ctx context.Context, db *sqldb.DB, lane string, acked int64) (at time.Time, ok bool, err error) {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
+	"time"
 
 	"finepay/ferry/outbox"
 	"finepay/ferry/sqldb"
@@ -16,22 +18,42 @@ type watcher struct {
 
 	mu    sync.Mutex
 	lanes map[string]outbox.Lane // replaced, never modified, on change
-	ch    chan struct{}          // closed on change
-	err   error
+	// discovered is when refresh last read every lane (outbox.Lanes) rather than the known ones.
+	discovered time.Time
+	ch         chan struct{} // closed on change
+	err        error
 }
 
 func newWatcher(db *sqldb.DB) *watcher {
 	return &watcher{db: db, lanes: map[string]outbox.Lane{}, ch: make(chan struct{})}
 }
 
+// discoverEvery is how often refresh looks for lanes not seen before; in between it reads only
+// the lanes it knows, which on PostgreSQL is much cheaper (outbox.LaneStates). A lane's first
+// message ever may thus wait this long.
+const discoverEvery = time.Second
+
 // refresh reads the lanes and wakes waiters if anything changed.
 func (w *watcher) refresh(ctx context.Context) error {
-	list, err := outbox.Lanes(ctx, w.db)
+	w.mu.Lock()
+	known := slices.Collect(maps.Keys(w.lanes))
+	discover := len(known) == 0 || time.Since(w.discovered) >= discoverEvery
+	w.mu.Unlock()
+	var list []outbox.Lane
+	var err error
+	if discover {
+		list, err = outbox.Lanes(ctx, w.db)
+	} else {
+		list, err = outbox.LaneStates(ctx, w.db, known)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err != nil {
 		w.err = fmt.Errorf("outgoing lanes: %w", err)
 		return w.err
+	}
+	if discover {
+		w.discovered = time.Now()
 	}
 	w.err = nil
 	lanes := make(map[string]outbox.Lane, len(list))
