@@ -64,6 +64,7 @@ type Parsed struct {
 	Ciphertext []byte
 	Signature  []byte
 	raw        []byte
+	signed     []byte // SignedMessage, once computed
 }
 
 // Parse splits raw into its parts and checks the magic, the lengths, the limits and the header's
@@ -109,13 +110,18 @@ func Parse(raw []byte, l Limits) (*Parsed, error) {
 func (p *Parsed) Bytes() []byte { return p.raw }
 
 // SignedMessage returns what the signature covers: preamble and header, then the SM3 digest of
-// wrapped key ‖ nonce ‖ ciphertext.
+// wrapped key ‖ nonce ‖ ciphertext. It is computed once per Parsed (the digest runs over the
+// whole body), so a Parsed is not for concurrent use; the result is not to be modified.
 func (p *Parsed) SignedMessage() []byte {
+	if p.signed != nil {
+		return p.signed
+	}
 	end := preambleSize + len(p.HeaderRaw)
 	body := gm.SM3(p.raw[end : end+len(p.WrappedKey)+nonceSize+len(p.Ciphertext)])
 	out := make([]byte, 0, end+len(body))
 	out = append(out, p.raw[:end]...)
-	return append(out, body[:]...)
+	p.signed = append(out, body[:]...)
+	return p.signed
 }
 
 // Verify checks the signature with the sender's public signing key.
@@ -131,6 +137,16 @@ func (p *Parsed) Verify(sender *gm.PublicKey) error {
 // version, last sequence and digests, encrypts to the receiver's encryption key and signs with
 // the sender's key, reading randomness from rand. It returns the bundle and its final header.
 func Seal(rand io.Reader, h Header, msgs [][]byte, signer gm.Signer, to *gm.PublicKey) ([]byte, Header, error) {
+	p, err := SealParsed(rand, h, msgs, signer, to)
+	if err != nil {
+		return nil, Header{}, err
+	}
+	return p.raw, p.Header, nil
+}
+
+// SealParsed is Seal returning the bundle as a Parsed, whose SignedMessage is already known (the
+// relay hands it on to its evidence store, which keeps what was signed).
+func SealParsed(rand io.Reader, h Header, msgs [][]byte, signer gm.Signer, to *gm.PublicKey) (*Parsed, error) {
 	h.Version = Version
 	h.Created = canonicalTime(h.Created)
 	h.LastSeq = h.FirstSeq + int64(len(msgs)) - 1
@@ -141,20 +157,20 @@ func Seal(rand io.Reader, h Header, msgs [][]byte, signer gm.Signer, to *gm.Publ
 	}
 	hdr, err := marshalHeader(h)
 	if err != nil {
-		return nil, Header{}, fmt.Errorf("bundle: seal: %w", err)
+		return nil, fmt.Errorf("bundle: seal: %w", err)
 	}
 	secret := make([]byte, keySize+nonceSize)
 	if _, err := io.ReadFull(rand, secret); err != nil {
-		return nil, Header{}, fmt.Errorf("bundle: seal: random key: %w", err)
+		return nil, fmt.Errorf("bundle: seal: random key: %w", err)
 	}
 	key, nonce := secret[:keySize], secret[keySize:]
 	ct, err := gm.SealSM4GCM(key, nonce, encodeBody(msgs), hdr)
 	if err != nil {
-		return nil, Header{}, fmt.Errorf("bundle: seal: %w", err)
+		return nil, fmt.Errorf("bundle: seal: %w", err)
 	}
 	wrapped, err := to.Encrypt(rand, key)
 	if err != nil {
-		return nil, Header{}, fmt.Errorf("bundle: seal: wrap key: %w", err)
+		return nil, fmt.Errorf("bundle: seal: wrap key: %w", err)
 	}
 	raw := make([]byte, 0, preambleSize+len(hdr)+len(wrapped)+nonceSize+len(ct)+80)
 	raw = append(raw, Magic...)
@@ -165,12 +181,14 @@ func Seal(rand io.Reader, h Header, msgs [][]byte, signer gm.Signer, to *gm.Publ
 	raw = append(raw, wrapped...)
 	raw = append(raw, nonce...)
 	raw = append(raw, ct...)
-	p := &Parsed{raw: raw, HeaderRaw: hdr, WrappedKey: wrapped, Nonce: nonce, Ciphertext: ct}
+	p := &Parsed{Header: h, raw: raw, HeaderRaw: hdr, WrappedKey: wrapped, Nonce: nonce, Ciphertext: ct}
 	sig, err := signer.Sign(rand, p.SignedMessage())
 	if err != nil {
-		return nil, Header{}, fmt.Errorf("bundle: seal: %w", err)
+		return nil, fmt.Errorf("bundle: seal: %w", err)
 	}
-	return append(raw, sig...), h, nil
+	p.raw = append(raw, sig...)
+	p.Signature = p.raw[len(raw):]
+	return p, nil
 }
 
 func encodeBody(msgs [][]byte) []byte {
@@ -213,26 +231,35 @@ func decodeBody(b []byte, want int) ([][]byte, error) {
 // and returns its header and messages (see the package documentation for the checks and their
 // order). Nothing of a bundle that fails is returned.
 func Open(raw []byte, sender *gm.PublicKey, dec gm.Decrypter, l Limits) (Header, []inbox.Incoming, error) {
-	p, err := Parse(raw, l)
-	if err != nil {
-		return Header{}, nil, err
-	}
-	if err := p.Verify(sender); err != nil {
-		return Header{}, nil, err
-	}
-	body, err := p.decrypt(dec)
-	if err != nil {
-		return Header{}, nil, err
-	}
-	msgs, err := decodeBody(body, p.Header.Count())
-	if err != nil {
-		return Header{}, nil, err
-	}
-	out, err := p.Header.messages(msgs)
+	p, out, err := OpenParsed(raw, sender, dec, l)
 	if err != nil {
 		return Header{}, nil, err
 	}
 	return p.Header, out, nil
+}
+
+// OpenParsed is Open returning the bundle as a Parsed, whose SignedMessage is already known.
+func OpenParsed(raw []byte, sender *gm.PublicKey, dec gm.Decrypter, l Limits) (*Parsed, []inbox.Incoming, error) {
+	p, err := Parse(raw, l)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := p.Verify(sender); err != nil {
+		return nil, nil, err
+	}
+	body, err := p.decrypt(dec)
+	if err != nil {
+		return nil, nil, err
+	}
+	msgs, err := decodeBody(body, p.Header.Count())
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := p.Header.messages(msgs)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, out, nil
 }
 
 func (p *Parsed) decrypt(dec gm.Decrypter) ([]byte, error) {
@@ -250,7 +277,8 @@ func (p *Parsed) decrypt(dec gm.Decrypter) ([]byte, error) {
 	return body, nil
 }
 
-// messages checks each message against the header and the catalogue.
+// messages checks each message against the header and the catalogue; msgs are parts of the
+// decrypted body, which nothing else holds.
 func (h Header) messages(msgs [][]byte) ([]inbox.Incoming, error) {
 	dir, err := LaneDirection(h.Lane)
 	if err != nil {
@@ -272,7 +300,7 @@ func (h Header) messages(msgs [][]byte) ([]inbox.Incoming, error) {
 			return nil, fmt.Errorf("%w: message ID %s twice", ErrMalformed, env.ID)
 		}
 		ids[env.ID] = true
-		out[i] = inbox.Incoming{Seq: seq, Envelope: env, Raw: bytes.Clone(m)}
+		out[i] = inbox.Incoming{Seq: seq, Envelope: env, Raw: m} // m is part of the freshly decrypted body: no copy needed
 	}
 	return out, nil
 }

@@ -46,12 +46,11 @@ var ErrUnavailable = errors.New("evidence: cannot keep evidence")
 
 // Config configures a Store.
 type Config struct {
-	DB       *sqldb.DB
-	Own      *gm.Certificate  // this ferry's signing certificate
-	Peer     *gm.Certificate  // the peer ferry's signing certificate
-	CA       *gm.Certificate  // their issuer (kept with them; optional)
-	Now      func() time.Time // [time.Now]
-	Generous bundle.Limits    // limits for parsing bundles already verified [256 MiB, 1M messages]
+	DB   *sqldb.DB
+	Own  *gm.Certificate  // this ferry's signing certificate
+	Peer *gm.Certificate  // the peer ferry's signing certificate
+	CA   *gm.Certificate  // their issuer (kept with them; optional)
+	Now  func() time.Time // [time.Now]
 }
 
 // Store keeps evidence in ferry_evidence.
@@ -67,9 +66,6 @@ func New(cfg Config) (*Store, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
-	}
-	if cfg.Generous.MaxBytes == 0 {
-		cfg.Generous = bundle.Limits{MaxBytes: 256 << 20, MaxMessages: 1 << 20}
 	}
 	return &Store{cfg: cfg, ownFP: cfg.Own.Fingerprint(), peerFP: cfg.Peer.Fingerprint()}, nil
 }
@@ -87,23 +83,23 @@ func (s *Store) Start(ctx context.Context) error {
 
 // Sent keeps a bundle this ferry signed, before it is first sent; ids are its messages' IDs in
 // sequence order.
-func (s *Store) Sent(ctx context.Context, raw []byte, h bundle.Header, ids []string) error {
-	return s.inTx(ctx, h, func(tx *sql.Tx) error { return s.SentTx(ctx, tx, raw, h, ids) })
+func (s *Store) Sent(ctx context.Context, b *bundle.Parsed, ids []string) error {
+	return s.inTx(ctx, b.Header, func(tx *sql.Tx) error { return s.SentTx(ctx, tx, b, ids) })
 }
 
 // SentTx is Sent inside tx, a transaction of the caller's.
-func (s *Store) SentTx(ctx context.Context, tx *sql.Tx, raw []byte, h bundle.Header, ids []string) error {
-	return s.keep(ctx, tx, Sent, raw, h, ids, s.ownFP, s.peerFP, nil, time.Time{})
+func (s *Store) SentTx(ctx context.Context, tx *sql.Tx, b *bundle.Parsed, ids []string) error {
+	return s.keep(ctx, tx, Sent, b, ids, s.ownFP, s.peerFP, nil, time.Time{})
 }
 
 // Received keeps a bundle this ferry verified and committed and the acknowledgement it made.
-func (s *Store) Received(ctx context.Context, raw []byte, h bundle.Header, msgs []inbox.Incoming, ack []byte) error {
-	return s.inTx(ctx, h, func(tx *sql.Tx) error { return s.ReceivedTx(ctx, tx, raw, h, msgs, ack) })
+func (s *Store) Received(ctx context.Context, b *bundle.Parsed, msgs []inbox.Incoming, ack []byte) error {
+	return s.inTx(ctx, b.Header, func(tx *sql.Tx) error { return s.ReceivedTx(ctx, tx, b, msgs, ack) })
 }
 
 // ReceivedTx is Received inside tx, a transaction of the caller's (the one that commits the
 // bundle's messages).
-func (s *Store) ReceivedTx(ctx context.Context, tx *sql.Tx, raw []byte, h bundle.Header, msgs []inbox.Incoming, ack []byte) error {
+func (s *Store) ReceivedTx(ctx context.Context, tx *sql.Tx, b *bundle.Parsed, msgs []inbox.Incoming, ack []byte) error {
 	ids := make([]string, len(msgs))
 	for i, m := range msgs {
 		ids[i] = m.Envelope.ID
@@ -112,7 +108,7 @@ func (s *Store) ReceivedTx(ctx context.Context, tx *sql.Tx, raw []byte, h bundle
 	if err != nil {
 		return fmt.Errorf("%w: own acknowledgement: %w", ErrUnavailable, err)
 	}
-	return s.keep(ctx, tx, Received, raw, h, ids, s.peerFP, s.ownFP, ack, p.Ack.At)
+	return s.keep(ctx, tx, Received, b, ids, s.peerFP, s.ownFP, ack, p.Ack.At)
 }
 
 func (s *Store) inTx(ctx context.Context, h bundle.Header, fn func(tx *sql.Tx) error) error {
@@ -123,10 +119,11 @@ func (s *Store) inTx(ctx context.Context, h bundle.Header, fn func(tx *sql.Tx) e
 	return err
 }
 
-func (s *Store) keep(ctx context.Context, tx *sql.Tx, role string, raw []byte, h bundle.Header, ids []string, senderFP, receiverFP string, ack []byte, ackAt time.Time) error {
+func (s *Store) keep(ctx context.Context, tx *sql.Tx, role string, b *bundle.Parsed, ids []string, senderFP, receiverFP string, ack []byte, ackAt time.Time) error {
+	h := b.Header
 	if s.cfg.DB.Dialect == sqldb.Postgres {
 		// One statement: the bundle's row and, when it is new, its messages' rows.
-		clauses, args, err := s.clauses(role, raw, h, ids, senderFP, receiverFP, ack, ackAt, 1)
+		clauses, args, err := s.clauses(role, b, ids, senderFP, receiverFP, ack, ackAt, 1)
 		if err == nil {
 			_, err = tx.ExecContext(ctx, `WITH `+clauses+` SELECT 1`, args...)
 		}
@@ -135,7 +132,7 @@ func (s *Store) keep(ctx context.Context, tx *sql.Tx, role string, raw []byte, h
 		}
 		return err
 	}
-	args, err := s.bundleArgs(role, raw, h, ids, senderFP, receiverFP, ack, ackAt)
+	args, err := s.bundleArgs(role, b, ids, senderFP, receiverFP, ack, ackAt)
 	if err != nil {
 		return err
 	}
@@ -153,11 +150,8 @@ func (s *Store) keep(ctx context.Context, tx *sql.Tx, role string, raw []byte, h
 }
 
 // bundleArgs are the arguments of insertBundle.
-func (s *Store) bundleArgs(role string, raw []byte, h bundle.Header, ids []string, senderFP, receiverFP string, ack []byte, ackAt time.Time) ([]any, error) {
-	p, err := bundle.Parse(raw, s.cfg.Generous)
-	if err != nil {
-		return nil, fmt.Errorf("%w: bundle %s: %w", ErrUnavailable, h.BundleID, err)
-	}
+func (s *Store) bundleArgs(role string, p *bundle.Parsed, ids []string, senderFP, receiverFP string, ack []byte, ackAt time.Time) ([]any, error) {
+	h := p.Header
 	if len(ids) != h.Count() {
 		return nil, fmt.Errorf("%w: bundle %s: %d message IDs for %d messages", ErrUnavailable, h.BundleID, len(ids), h.Count())
 	}
@@ -182,8 +176,8 @@ func insertBundle(first int) string {
 
 // clauses are PostgreSQL WITH clauses (evidence_bundle, evidence_messages) that keep a bundle's
 // row and, when it is new, its messages' rows; their arguments are numbered from first.
-func (s *Store) clauses(role string, raw []byte, h bundle.Header, ids []string, senderFP, receiverFP string, ack []byte, ackAt time.Time, first int) (string, []any, error) {
-	args, err := s.bundleArgs(role, raw, h, ids, senderFP, receiverFP, ack, ackAt)
+func (s *Store) clauses(role string, b *bundle.Parsed, ids []string, senderFP, receiverFP string, ack []byte, ackAt time.Time, first int) (string, []any, error) {
+	args, err := s.bundleArgs(role, b, ids, senderFP, receiverFP, ack, ackAt)
 	if err != nil {
 		return "", nil, err
 	}
@@ -197,13 +191,13 @@ func (s *Store) clauses(role string, raw []byte, h bundle.Header, ids []string, 
 
 // SentClauses are SentTx as PostgreSQL WITH clauses (evidence_bundle, evidence_messages), for a
 // statement of the caller's; their arguments are numbered from first.
-func (s *Store) SentClauses(raw []byte, h bundle.Header, ids []string, first int) (string, []any, error) {
-	return s.clauses(Sent, raw, h, ids, s.ownFP, s.peerFP, nil, time.Time{}, first)
+func (s *Store) SentClauses(b *bundle.Parsed, ids []string, first int) (string, []any, error) {
+	return s.clauses(Sent, b, ids, s.ownFP, s.peerFP, nil, time.Time{}, first)
 }
 
 // ReceivedClauses are ReceivedTx as PostgreSQL WITH clauses (evidence_bundle,
 // evidence_messages), for a statement of the caller's; their arguments are numbered from first.
-func (s *Store) ReceivedClauses(raw []byte, h bundle.Header, msgs []inbox.Incoming, ack []byte, first int) (string, []any, error) {
+func (s *Store) ReceivedClauses(b *bundle.Parsed, msgs []inbox.Incoming, ack []byte, first int) (string, []any, error) {
 	ids := make([]string, len(msgs))
 	for i, m := range msgs {
 		ids[i] = m.Envelope.ID
@@ -212,7 +206,7 @@ func (s *Store) ReceivedClauses(raw []byte, h bundle.Header, msgs []inbox.Incomi
 	if err != nil {
 		return "", nil, fmt.Errorf("%w: own acknowledgement: %w", ErrUnavailable, err)
 	}
-	return s.clauses(Received, raw, h, ids, s.peerFP, s.ownFP, ack, p.Ack.At, first)
+	return s.clauses(Received, b, ids, s.peerFP, s.ownFP, ack, p.Ack.At, first)
 }
 
 // AcknowledgedClauses are AcknowledgedTx as a PostgreSQL WITH clause (evidence_ack), for a

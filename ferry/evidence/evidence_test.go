@@ -41,7 +41,7 @@ func setup(t *testing.T, d sqldb.Dialect) *env {
 }
 
 // seal makes a to-gateway bundle of envs from sequence first.
-func (e *env) seal(t *testing.T, first int64, envs ...envelope.Envelope) ([]byte, bundle.Header, []string) {
+func (e *env) seal(t *testing.T, first int64, envs ...envelope.Envelope) (*bundle.Parsed, bundle.Header, []string) {
 	t.Helper()
 	id, err := bundle.NewID(rand.Reader)
 	sqltest.Must(t, err)
@@ -52,10 +52,10 @@ func (e *env) seal(t *testing.T, first int64, envs ...envelope.Envelope) ([]byte
 		sqltest.Must(t, err)
 		ids[i] = m.ID
 	}
-	raw, h, err := bundle.Seal(rand.Reader, bundle.Header{BundleID: id, From: fixture.Intranet, To: fixture.DMZ, Lane: "to-gateway.0",
+	b, err := bundle.SealParsed(rand.Reader, bundle.Header{BundleID: id, From: fixture.Intranet, To: fixture.DMZ, Lane: "to-gateway.0",
 		FirstSeq: first, Created: time.Now()}, msgs, e.sender.Sign.Key, e.receiver.Enc.Cert.PublicKey())
 	sqltest.Must(t, err)
-	return raw, h, ids
+	return b, b.Header, ids
 }
 
 func (e *env) ack(t *testing.T, h bundle.Header, seq int64, bundleID string) []byte {
@@ -71,9 +71,9 @@ func TestKeepAndProve(t *testing.T) {
 		ctx := context.Background()
 		e := setup(t, db.Dialect)
 		b1, b2 := fixture.Bill(t, 1), fixture.Bill(t, 2)
-		raw, h, ids := e.seal(t, 1, b1, b2)
-		sqltest.Must(t, e.out.Sent(ctx, raw, h, ids))
-		sqltest.Must(t, e.out.Sent(ctx, raw, h, ids)) // kept once
+		sent, h, ids := e.seal(t, 1, b1, b2)
+		sqltest.Must(t, e.out.Sent(ctx, sent, ids))
+		sqltest.Must(t, e.out.Sent(ctx, sent, ids)) // kept once
 
 		// Before the acknowledgement the sender's proof lacks receipt.
 		p, err := evidence.Prove(ctx, e.outDB, b2.ID, evidence.ProveOptions{})
@@ -83,11 +83,12 @@ func TestKeepAndProve(t *testing.T) {
 		}
 
 		// The receiver opens the bundle and keeps it with its acknowledgement.
-		hdr, msgs, err := bundle.Open(raw, e.sender.Sign.Cert.PublicKey(), e.receiver.Enc.Key, bundle.Limits{})
+		got, msgs, err := bundle.OpenParsed(sent.Bytes(), e.sender.Sign.Cert.PublicKey(), e.receiver.Enc.Key, bundle.Limits{})
 		sqltest.Must(t, err)
+		hdr := got.Header
 		ack := e.ack(t, hdr, 2, hdr.BundleID)
-		sqltest.Must(t, e.in.Received(ctx, raw, hdr, msgs, ack))
-		sqltest.Must(t, e.in.Received(ctx, raw, hdr, msgs, e.ack(t, hdr, 2, hdr.BundleID)))
+		sqltest.Must(t, e.in.Received(ctx, got, msgs, ack))
+		sqltest.Must(t, e.in.Received(ctx, got, msgs, e.ack(t, hdr, 2, hdr.BundleID)))
 		a, err := bundle.OpenAck(ack, e.receiver.Sign.Cert.PublicKey())
 		sqltest.Must(t, err)
 		sqltest.Must(t, e.out.Acknowledged(ctx, ack, a))
@@ -121,15 +122,14 @@ func TestCumulativeAcknowledgement(t *testing.T) {
 	ctx := context.Background()
 	e := setup(t, sqldb.Postgres)
 	b1, b2, b3 := fixture.Bill(t, 1), fixture.Bill(t, 2), fixture.Bill(t, 3)
-	rawA, hA, idsA := e.seal(t, 1, b1)
-	rawB, hB, idsB := e.seal(t, 2, b2)
-	rawC, hC, idsC := e.seal(t, 2, b2, b3) // b2 again, in a bundle of its own
+	bA, _, idsA := e.seal(t, 1, b1)
+	bB, _, idsB := e.seal(t, 2, b2)
+	bC, hC, idsC := e.seal(t, 2, b2, b3) // b2 again, in a bundle of its own
 	for _, s := range []struct {
-		raw []byte
-		h   bundle.Header
+		b   *bundle.Parsed
 		ids []string
-	}{{rawA, hA, idsA}, {rawB, hB, idsB}, {rawC, hC, idsC}} {
-		sqltest.Must(t, e.out.Sent(ctx, s.raw, s.h, s.ids))
+	}{{bA, idsA}, {bB, idsB}, {bC, idsC}} {
+		sqltest.Must(t, e.out.Sent(ctx, s.b, s.ids))
 	}
 	ack := e.ack(t, hC, 3, hC.BundleID)
 	a, err := bundle.OpenAck(ack, e.receiver.Sign.Cert.PublicKey())

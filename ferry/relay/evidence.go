@@ -17,11 +17,11 @@ import (
 // duplicate's acknowledgement brings it).
 type Evidence interface {
 	// Sent keeps a bundle before it is first sent; ids are its messages' IDs in sequence order.
-	Sent(ctx context.Context, raw []byte, h bundle.Header, ids []string) error
+	Sent(ctx context.Context, b *bundle.Parsed, ids []string) error
 	// Acknowledged keeps a verified acknowledgement from the peer.
 	Acknowledged(ctx context.Context, raw []byte, a bundle.Ack) error
 	// Received keeps a verified, committed bundle and the acknowledgement made for it.
-	Received(ctx context.Context, raw []byte, h bundle.Header, msgs []inbox.Incoming, ack []byte) error
+	Received(ctx context.Context, b *bundle.Parsed, msgs []inbox.Incoming, ack []byte) error
 }
 
 // TxEvidence is Evidence that keeps its rows inside a transaction of the relay's, so that they
@@ -29,9 +29,9 @@ type Evidence interface {
 // one). The relay then needs one transaction per step instead of three.
 type TxEvidence interface {
 	Evidence
-	SentTx(ctx context.Context, tx *sql.Tx, raw []byte, h bundle.Header, ids []string) error
+	SentTx(ctx context.Context, tx *sql.Tx, b *bundle.Parsed, ids []string) error
 	AcknowledgedTx(ctx context.Context, tx *sql.Tx, raw []byte, a bundle.Ack) error
-	ReceivedTx(ctx context.Context, tx *sql.Tx, raw []byte, h bundle.Header, msgs []inbox.Incoming, ack []byte) error
+	ReceivedTx(ctx context.Context, tx *sql.Tx, b *bundle.Parsed, msgs []inbox.Incoming, ack []byte) error
 }
 
 // txEvidence returns the evidence store if it keeps its rows in the relay's transactions.
@@ -45,7 +45,7 @@ func (r *Relay) keepSent(ctx context.Context, o *outgoing) error {
 	if r.cfg.Evidence == nil {
 		return nil
 	}
-	if err := r.cfg.Evidence.Sent(ctx, o.raw, o.h, o.ids); err != nil {
+	if err := r.cfg.Evidence.Sent(ctx, o.p, o.ids); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil
@@ -64,11 +64,11 @@ func (r *Relay) keepAck(ctx context.Context, raw []byte, a bundle.Ack) error {
 
 // keepReceived keeps a received bundle and the acknowledgement made for it; on failure the
 // acknowledgement is not given.
-func (r *Relay) keepReceived(ctx context.Context, raw []byte, h bundle.Header, msgs []inbox.Incoming, ack []byte, err error) ([]byte, error) {
+func (r *Relay) keepReceived(ctx context.Context, b *bundle.Parsed, msgs []inbox.Incoming, ack []byte, err error) ([]byte, error) {
 	if err != nil || r.cfg.Evidence == nil {
 		return ack, err
 	}
-	if err := r.cfg.Evidence.Received(ctx, raw, h, msgs, ack); err != nil {
+	if err := r.cfg.Evidence.Received(ctx, b, msgs, ack); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return ack, nil

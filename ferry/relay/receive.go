@@ -26,8 +26,10 @@ import (
 // and nothing is acknowledged.
 func (r *Relay) Accept(ctx context.Context, raw []byte, remote string) ([]byte, error) {
 	r.touch()
-	h, msgs, err := bundle.Open(raw, r.cfg.Keys.PeerSign, r.cfg.Keys.Decrypter, r.cfg.Limits)
+	b, msgs, err := bundle.OpenParsed(raw, r.cfg.Keys.PeerSign, r.cfg.Keys.Decrypter, r.cfg.Limits)
+	var h bundle.Header
 	if err == nil {
+		h = b.Header
 		err = r.checkBundle(h)
 	}
 	if err != nil {
@@ -51,13 +53,13 @@ func (r *Relay) Accept(ctx context.Context, raw []byte, remote string) ([]byte, 
 		case h.FirstSeq > hwm+1:
 			return nil, r.gap(ctx, h, remote, hwm)
 		default:
-			ack, err = r.commit(ctx, raw, h, msgs, remote, hwm)
+			ack, err = r.commit(ctx, b, msgs, remote, hwm)
 			if errors.Is(err, errStaleMark) && cached {
 				continue // the lane moved without this relay: decide again on the stored mark
 			}
 			return ack, err
 		}
-		return r.keepReceived(ctx, raw, h, msgs, ack, err)
+		return r.keepReceived(ctx, b, msgs, ack, err)
 	}
 }
 
@@ -129,7 +131,8 @@ func (r *Relay) hwm(ctx context.Context, lane string) (int64, error) {
 // acknowledgement made for it) together, as one statement on PostgreSQL (statement.go) or one
 // transaction, and returns the acknowledgement. hwm is the lane's mark the relay decided on:
 // when the stored one differs, nothing is committed and the error is errStaleMark.
-func (r *Relay) commit(ctx context.Context, raw []byte, h bundle.Header, msgs []inbox.Incoming, remote string, hwm int64) ([]byte, error) {
+func (r *Relay) commit(ctx context.Context, b *bundle.Parsed, msgs []inbox.Incoming, remote string, hwm int64) ([]byte, error) {
+	h := b.Header
 	peer := r.peerName(remote)
 	if sev, ok := r.statements(); ok {
 		ack, err := r.sealAck(h.Lane, max(hwm, h.LastSeq), h.BundleID)
@@ -137,7 +140,7 @@ func (r *Relay) commit(ctx context.Context, raw []byte, h bundle.Header, msgs []
 			return nil, err
 		}
 		r.failpoint(FailAfterReceiveBeforeCommit)
-		applied, err := r.receiveStatement(ctx, sev, raw, h, msgs, ack, hwm, bundleRecord(audit.BundleReceived, audit.OK, h, peer, ""))
+		applied, err := r.receiveStatement(ctx, sev, b, msgs, ack, hwm, bundleRecord(audit.BundleReceived, audit.OK, h, peer, ""))
 		if err == nil {
 			r.inMarks.set(h.Lane, max(hwm, h.LastSeq), true)
 			r.received(h, applied, h.Count()-applied)
@@ -164,7 +167,7 @@ func (r *Relay) commit(ctx context.Context, raw []byte, h bundle.Header, msgs []
 			ack, err = r.sealAck(h.Lane, res.HWM, h.BundleID)
 		}
 		if err == nil && txEv {
-			err = ev.ReceivedTx(ctx, tx, raw, h, msgs, ack)
+			err = ev.ReceivedTx(ctx, tx, b, msgs, ack)
 		}
 		if err != nil {
 			stepErr = err
@@ -190,7 +193,7 @@ func (r *Relay) commit(ctx context.Context, raw []byte, h bundle.Header, msgs []
 	}
 	r.received(h, res.Applied, res.Duplicates)
 	if r.cfg.Evidence != nil && !txEv {
-		return r.keepReceived(ctx, raw, h, msgs, ack, nil)
+		return r.keepReceived(ctx, b, msgs, ack, nil)
 	}
 	return ack, nil
 }

@@ -15,9 +15,8 @@ import (
 
 // outgoing is a sealed bundle.
 type outgoing struct {
-	raw []byte
-	h   bundle.Header
-	ids []string // message IDs, in sequence order
+	p   *bundle.Parsed // its SignedMessage computed once, for the evidence too
+	ids []string       // message IDs, in sequence order
 }
 
 // envelopeBudget is how many bytes of envelopes fit in a bundle.
@@ -81,16 +80,16 @@ func (r *Relay) seal(lane string, rows []outbox.Row) (*outgoing, error) {
 			msgs[i] = row.Envelope
 		}
 		h := bundle.Header{BundleID: id, From: r.cfg.Node, To: r.cfg.Peer, Lane: lane, FirstSeq: rows[0].Seq, Created: r.now()}
-		raw, h, err := bundle.Seal(r.cfg.Rand, h, msgs, r.cfg.Keys.Signer, r.cfg.Keys.PeerEnc)
+		p, err := bundle.SealParsed(r.cfg.Rand, h, msgs, r.cfg.Keys.Signer, r.cfg.Keys.PeerEnc)
 		if err != nil {
 			return nil, err
 		}
-		if len(raw) <= r.cfg.Limits.MaxBytes || len(rows) == 1 {
+		if len(p.Bytes()) <= r.cfg.Limits.MaxBytes || len(rows) == 1 {
 			ids := make([]string, len(rows))
 			for i, row := range rows {
 				ids[i] = row.MessageID
 			}
-			return &outgoing{raw: raw, h: h, ids: ids}, nil
+			return &outgoing{p: p, ids: ids}, nil
 		}
 		rows = rows[:len(rows)/2]
 	}
@@ -117,12 +116,12 @@ func (r *Relay) prepare(ctx context.Context, lane string, after int64, remote st
 // fails. The record and the evidence commit together, as one statement on PostgreSQL
 // (statement.go) or one transaction.
 func (r *Relay) announce(ctx context.Context, o *outgoing, remote string) error {
-	rec := bundleRecord(audit.BundleSent, audit.OK, o.h, r.peerName(remote), "")
+	rec := bundleRecord(audit.BundleSent, audit.OK, o.p.Header, r.peerName(remote), "")
 	if sev, ok := r.statements(); ok {
 		err := r.announceStatement(ctx, sev, o, rec)
 		if err == nil {
-			r.m.BundlesSent.WithLabelValues(o.h.Lane).Inc()
-			r.m.MessagesSent.Add(float64(o.h.Count()))
+			r.m.BundlesSent.WithLabelValues(o.p.Header.Lane).Inc()
+			r.m.MessagesSent.Add(float64(o.p.Header.Count()))
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -132,7 +131,7 @@ func (r *Relay) announce(ctx context.Context, o *outgoing, remote string) error 
 	}
 	if ev, ok := r.txEvidence(); ok {
 		err := r.cfg.Audit.Commit(ctx, func(ctx context.Context, tx *sql.Tx) ([]audit.Record, error) {
-			if err := ev.SentTx(ctx, tx, o.raw, o.h, o.ids); err != nil {
+			if err := ev.SentTx(ctx, tx, o.p, o.ids); err != nil {
 				return nil, err
 			}
 			return []audit.Record{rec}, nil
@@ -148,8 +147,8 @@ func (r *Relay) announce(ctx context.Context, o *outgoing, remote string) error 
 			return err
 		}
 	}
-	r.m.BundlesSent.WithLabelValues(o.h.Lane).Inc()
-	r.m.MessagesSent.Add(float64(o.h.Count()))
+	r.m.BundlesSent.WithLabelValues(o.p.Header.Lane).Inc()
+	r.m.MessagesSent.Add(float64(o.p.Header.Count()))
 	return nil
 }
 

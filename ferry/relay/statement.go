@@ -25,8 +25,8 @@ import (
 // first.
 type StatementEvidence interface {
 	TxEvidence
-	SentClauses(raw []byte, h bundle.Header, ids []string, first int) (string, []any, error)
-	ReceivedClauses(raw []byte, h bundle.Header, msgs []inbox.Incoming, ack []byte, first int) (string, []any, error)
+	SentClauses(b *bundle.Parsed, ids []string, first int) (string, []any, error)
+	ReceivedClauses(b *bundle.Parsed, msgs []inbox.Incoming, ack []byte, first int) (string, []any, error)
 	AcknowledgedClauses(raw []byte, a bundle.Ack, first int) (string, []any)
 }
 
@@ -73,7 +73,7 @@ func (r *Relay) announceStatement(ctx context.Context, ev StatementEvidence, o *
 	return r.cfg.Audit.CommitStatement(ctx, []audit.Record{rec}, func(records string, first int) (string, []any, error) {
 		w := newWith(records, first)
 		if ev != nil {
-			q, args, err := ev.SentClauses(o.raw, o.h, o.ids, w.next)
+			q, args, err := ev.SentClauses(o.p, o.ids, w.next)
 			if err != nil {
 				return "", nil, err
 			}
@@ -85,8 +85,9 @@ func (r *Relay) announceStatement(ctx context.Context, ev StatementEvidence, o *
 
 // receiveStatement commits a bundle that continues its lane from hwm, its evidence with ack and
 // its bundle.received record in one statement, and returns how many messages it applied.
-func (r *Relay) receiveStatement(ctx context.Context, ev StatementEvidence, raw []byte, h bundle.Header, msgs []inbox.Incoming,
+func (r *Relay) receiveStatement(ctx context.Context, ev StatementEvidence, b *bundle.Parsed, msgs []inbox.Incoming,
 	ack []byte, hwm int64, rec audit.Record) (applied int, err error) {
+	h := b.Header
 	err = r.cfg.Audit.CommitStatement(ctx, []audit.Record{rec}, func(records string, first int) (string, []any, error) {
 		w := newWith(records, first)
 		q, args, err := inbox.ReceiveClauses(r.cfg.Peer, h.Lane, h.BundleID, msgs, r.now(), hwm, w.next)
@@ -95,7 +96,7 @@ func (r *Relay) receiveStatement(ctx context.Context, ev StatementEvidence, raw 
 		}
 		w.add(q, args)
 		if ev != nil {
-			q, args, err := ev.ReceivedClauses(raw, h, msgs, ack, w.next)
+			q, args, err := ev.ReceivedClauses(b, msgs, ack, w.next)
 			if err != nil {
 				return "", nil, err
 			}
