@@ -2,7 +2,6 @@ package envelope
 
 import (
 	"errors"
-	"regexp"
 	"strings"
 	"time"
 	"unicode"
@@ -27,14 +26,12 @@ var refundStatuses = map[string]bool{RefundProcessing: true, RefundSuccess: true
 // RefundFinal reports whether a refund status is final (success or failed).
 func RefundFinal(status string) bool { return status == RefundSuccess || status == RefundFailed }
 
-var (
-	// reRefundNo: the refund number is fixed per refund by the core and used as the channels'
-	// out_refund_no / out_request_no / orderId: letters and digits only, at most 40.
-	reRefundNo = regexp.MustCompile(`^[A-Za-z0-9]{1,40}$`)
-	// reChannelRefundNo: the channel's own refund identifier (WeChat refund_id, UnionPay queryId,
-	// Alipay trade_no).
-	reChannelRefundNo = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-)
+// refundNo: the refund number is fixed per refund by the core and used as the channels'
+// out_refund_no / out_request_no / orderId: letters and digits only, at most 40.
+func refundNo(s string) bool { return of(s, 1, 40, isAlnum) }
+
+// The channel's own refund identifier (WeChat refund_id, UnionPay queryId, Alipay trade_no) is
+// an ident.
 
 // Bounds of the free texts of refund messages, in bytes.
 const (
@@ -73,10 +70,10 @@ func (*RefundInstructed) MessageType() string { return TypeRefundInstructed }
 // Validate implements Payload.
 func (r *RefundInstructed) Validate() error {
 	return errors.Join(
-		need(reRefundNo.MatchString(r.RefundNo), "refund_no"),
+		need(refundNo(r.RefundNo), "refund_no"),
 		need(reChannels[r.Channel], "channel"),
-		need(reIdent.MatchString(r.OrderNo), "order_no"),
-		need(reIdent.MatchString(r.ChannelTradeNo), "channel_trade_no"),
+		need(ident(r.OrderNo), "order_no"),
+		need(ident(r.ChannelTradeNo), "channel_trade_no"),
 		need(r.PaidAmount > 0 && r.PaidAmount <= 100_000_000, "paid_amount"),
 		need(r.Amount > 0 && r.Amount <= r.PaidAmount, "amount"),
 		need(plainText(r.Reason, MaxRefundReason), "reason"),
@@ -108,10 +105,10 @@ func (*RefundResult) MessageType() string { return TypeRefundResult }
 func (r *RefundResult) Validate() error {
 	success := r.Status == RefundSuccess
 	return errors.Join(
-		need(reRefundNo.MatchString(r.RefundNo), "refund_no"),
+		need(refundNo(r.RefundNo), "refund_no"),
 		need(reChannels[r.Channel], "channel"),
 		need(refundStatuses[r.Status], "status"),
-		need(r.ChannelRefundNo == "" || reChannelRefundNo.MatchString(r.ChannelRefundNo), "channel_refund_no"),
+		need(r.ChannelRefundNo == "" || ident(r.ChannelRefundNo), "channel_refund_no"),
 		need(!success || r.ChannelRefundNo != "", "channel_refund_no of a success"),
 		need(success && r.RefundedAmount > 0 && r.RefundedAmount <= 100_000_000 || !success && r.RefundedAmount == 0, "refunded_amount"),
 		need(!r.At.IsZero(), "at"),
