@@ -227,7 +227,13 @@ func (s *Service) HandleInstruct(ctx context.Context, t task.Task) (task.Finish,
 	// answer, and the bank takes the same refund number as the same refund.
 	if err := s.cfg.Adapter.Instruct(ctx, t.RequestID, in); err != nil {
 		if partner.IsFinal(err) {
+			// Not left "sent": the refund shows as unknown (alerted on, core_refunds{state="unknown"})
+			// for an operator to settle with the bank. Not failed: a refusal does not prove the bank
+			// never took this refund number.
 			log.Error("the adapter refused the refund instruction; needs an operator", "err", err)
+			if ref.State != refund.Unknown {
+				s.move(ctx, log, ref, refund.ResultUnknown, "the adapter refused the instruction ("+err.Error()+"); an operator must settle the refund with the bank")
+			}
 			return nil, task.Permanent(fmt.Errorf("bankrefund: instruction %s refused: %w", in.RefundNo, err))
 		}
 		s.move(ctx, log, ref, refund.ResultUnknown, "the adapter gave no answer to the instruction; it is repeated with the same refund number")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -41,7 +42,8 @@ type adapter struct {
 	mu         sync.Mutex
 	ids        []string
 	bodies     []bankrefund.Instruction
-	failFirst  int // answer this many instructions with no answer (a timeout)
+	failFirst  int  // answer this many instructions with no answer (a timeout)
+	refuse     bool // refuse every instruction outright (a final answer)
 	state      map[string]bankrefund.Result
 	stateCalls int
 }
@@ -54,6 +56,9 @@ func (a *adapter) Instruct(_ context.Context, rid string, in bankrefund.Instruct
 	if a.failFirst > 0 {
 		a.failFirst--
 		return fmt.Errorf("%w: timeout", partner.ErrTransport)
+	}
+	if a.refuse {
+		return &partner.Error{Status: http.StatusUnprocessableEntity, Code: "ACCOUNT_CLOSED", Message: "the payer's account is closed"}
 	}
 	if _, ok := a.state[in.RefundNo]; !ok {
 		a.state[in.RefundNo] = bankrefund.Result{RefundNo: in.RefundNo, BankCode: in.BankCode, BankSerial: in.BankSerial,
@@ -364,6 +369,34 @@ func TestR4BankInstructionTimeoutRepeatsTheSameRefund(t *testing.T) {
 		}
 		if got := f.results(t); got["applied/"] != 1 {
 			t.Errorf("bank_refund_results %v", got)
+		}
+	})
+}
+
+// TestR4BankInstructionRefusedLeavesTheRefundUnknownForAnOperator: the adapter refuses the
+// instruction outright; it is not repeated, and the refund is no longer shown as sent but as
+// unknown, with the refusal in its history, for an operator to settle.
+func TestR4BankInstructionRefusedLeavesTheRefundUnknownForAnOperator(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		a := &adapter{state: map[string]bankrefund.Result{}, refuse: true}
+		f := setup(t, db, a)
+		f.drain(t, 4)
+		if len(a.ids) != 1 {
+			t.Fatalf("%d instructions, want one: a refusal is not repeated", len(a.ids))
+		}
+		if r := f.state(t); r.State != refund.Unknown {
+			t.Fatalf("state %s after the refusal, want unknown", r.State)
+		}
+		h, err := refund.History(context.Background(), f.db, f.ref.RefundNo)
+		sqltest.Must(t, err)
+		last := h[len(h)-1]
+		if last.To != refund.Unknown || !strings.Contains(last.Detail, "ACCOUNT_CLOSED") {
+			t.Fatalf("last transition %+v: want unknown, naming the refusal", last)
+		}
+		var dead int
+		sqltest.Must(t, db.QueryRow(`SELECT count(*) FROM tasks WHERE kind = $1 AND status = 'dead'`, bankrefund.KindInstruct).Scan(&dead))
+		if dead != 1 {
+			t.Fatalf("%d dead instruction tasks, want 1", dead)
 		}
 	})
 }
