@@ -115,13 +115,32 @@ func (s *Service) Submit(ctx context.Context, caller string, r SubmitRequest, br
 	if err := checkAmount(r, v); err != nil {
 		return State{}, err
 	}
-	res, err := s.cfg.DB.ExecContext(ctx, `INSERT INTO isp_payments (caller, isp_order_no, decision_no, bill_no, input_hash, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (caller, isp_order_no) DO NOTHING`,
-		caller, r.ISPOrderNo, v.DecisionNo, v.BillNo, hash, s.cfg.Now().UTC())
+	// The order is stored with the bill locked, as a payment is recorded: a payment recorded
+	// first is seen here (the order is refused as paid), one recorded after finds the order and
+	// queues the result push (ResultTasks). Without the lock a payment between the status check
+	// above and this insert would be pushed to no one.
+	var n int64
+	err = s.cfg.DB.Tx(ctx, func(tx *sql.Tx) error {
+		b, err := bill.BillGetByNoForUpdate(ctx, s.cfg.DB, tx, v.BillNo)
+		if err != nil {
+			return err
+		}
+		if b.Status != bill.StatusUnpaid {
+			return fmt.Errorf("%w: decision %s is %s (bill %s)", ErrAlreadyPaid, b.DecisionNo, b.Status, b.BillNo)
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO isp_payments (caller, isp_order_no, decision_no, bill_no, input_hash, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (caller, isp_order_no) DO NOTHING`,
+			caller, r.ISPOrderNo, v.DecisionNo, v.BillNo, hash, s.cfg.Now().UTC())
+		if err != nil {
+			return fmt.Errorf("isp: store order: %w", err)
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
 	if err != nil {
-		return State{}, fmt.Errorf("isp: store order: %w", err)
+		return State{}, err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	if n == 0 {
 		// A concurrent submission of the same order stored it first.
 		return s.existing(ctx, caller, r, hash)
 	}

@@ -376,3 +376,71 @@ func TestP1ForClerkBillReportsBoth(t *testing.T) {
 		t.Fatalf("window %d, 12123 %d reports", len(f.env.Requests(window.PathPaymentResults)), len(f.env.Requests(isp.PathResults)))
 	}
 }
+
+// TestP1SubmitWhileThePaymentIsRecorded: the platform submits an order for a clerk's bill while
+// the payer's QR payment of that bill is being recorded. The order waits for the payment and is
+// refused as paid; it is never stored as a new order that no result push would reach.
+func TestP1SubmitWhileThePaymentIsRecorded(t *testing.T) {
+	db := sqltest.Open(t, sqldb.Postgres)
+	f := newFixture(t, db)
+	ctx := context.Background()
+	v := f.env.CreateBill(t, coretest.ValidRequest())
+	conf := f.env.Confirmation(t, v, "ORD9", "WX9")
+
+	// The payment's transaction: recorded, not yet committed (the bill row stays locked).
+	tx, err := db.BeginTx(ctx, nil)
+	sqltest.Must(t, err)
+	defer tx.Rollback()
+	sqltest.Must(t, f.payments.HandleConfirmed(ctx, tx, conf))
+
+	type answer struct {
+		status int
+		code   string
+	}
+	raw, err := json.Marshal(f.request(t, "ISP9"))
+	sqltest.Must(t, err)
+	done := make(chan answer, 1)
+	go func() {
+		resp, err := f.platform.Do(ctx, http.MethodPost, "/partner/v1/isp/payments", "r9", raw)
+		var pe *partner.Error
+		switch {
+		case errors.As(err, &pe):
+			done <- answer{pe.Status, pe.Code}
+		case err != nil:
+			done <- answer{code: err.Error()}
+		default:
+			done <- answer{status: resp.Status}
+		}
+	}()
+
+	// Wait until the submission waits for the bill's lock, or answers without waiting.
+	var early *answer
+	deadline := time.Now().Add(10 * time.Second)
+	for early == nil {
+		var waiting int
+		sqltest.Must(t, db.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting))
+		if waiting > 0 {
+			break
+		}
+		select {
+		case a := <-done:
+			early = &a
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the submission neither waited for the bill nor answered")
+		}
+	}
+	sqltest.Must(t, tx.Commit())
+	a := early
+	if a == nil {
+		got := <-done
+		a = &got
+	}
+	pushes := f.count(t, `SELECT count(*) FROM tasks WHERE kind = $1`, isp.KindResultPush)
+	orders := f.count(t, `SELECT count(*) FROM isp_payments WHERE isp_order_no = 'ISP9'`)
+	if a.status != http.StatusConflict || a.code != "ALREADY_PAID" || orders != 0 {
+		t.Fatalf("submission answered %d %s (before the payment committed: %t); %d orders stored, %d result pushes queued",
+			a.status, a.code, early != nil, orders, pushes)
+	}
+}
