@@ -100,7 +100,7 @@ func (r *Relay) Next(ctx context.Context, lane string, after int64, remote strin
 	if err != nil || out == nil {
 		return nil, err
 	}
-	return &Sealed{Raw: out.p.Bytes(), Header: out.p.Header}, nil
+	return &Sealed{Raw: out.Bytes(), Header: out.Header}, nil
 }
 
 // Reseal seals again the bundle h describes (as Next returned it): the same bundle ID, creation

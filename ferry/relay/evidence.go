@@ -45,7 +45,7 @@ func (r *Relay) keepSent(ctx context.Context, o *outgoing) error {
 	if r.cfg.Evidence == nil {
 		return nil
 	}
-	if err := r.cfg.Evidence.Sent(ctx, o.p, o.ids); err != nil {
+	if err := r.cfg.Evidence.Sent(ctx, o.Parsed, o.ids); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil

@@ -103,17 +103,17 @@ func (p *pusher) session(ctx context.Context) error {
 			stopped = true
 			break
 		}
-		if out.p.Header.FirstSeq <= p.sent {
+		if out.Header.FirstSeq <= p.sent {
 			p.r.m.BundlesResent.WithLabelValues(p.lane).Inc()
 		}
-		p.sent = max(p.sent, out.p.Header.LastSeq)
+		p.sent = max(p.sent, out.Header.LastSeq)
 		ack, err := p.deliver(ctx, out)
 		if err != nil || ack == nil {
 			sendErr, stopped = err, true
 			break
 		}
 		select {
-		case acks <- ackJob{raw: ack, h: out.p.Header}:
+		case acks <- ackJob{raw: ack, h: out.Header}:
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
@@ -160,7 +160,7 @@ func (p *pusher) prepareLoop(ctx context.Context, after int64, out chan<- *outgo
 		}
 		select {
 		case out <- o:
-			after = o.p.Header.LastSeq
+			after = o.Header.LastSeq
 		case <-ctx.Done():
 		}
 	}
@@ -193,7 +193,7 @@ func (p *pusher) ackLoop(ctx context.Context, acks <-chan ackJob, failed *atomic
 func (p *pusher) deliver(ctx context.Context, out *outgoing) ([]byte, error) {
 	for attempt := 1; ; attempt++ {
 		rctx, cancel := context.WithTimeout(ctx, p.r.cfg.ResendAfter)
-		ackRaw, err := p.t.Push(rctx, out.p.Bytes())
+		ackRaw, err := p.t.Push(rctx, out.Bytes())
 		cancel()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -209,17 +209,17 @@ func (p *pusher) deliver(ctx context.Context, out *outgoing) ([]byte, error) {
 		case errors.As(err, &gap):
 			p.r.linkUp(true)
 			p.resume = gap.Expected
-			p.r.log.Info("relay: peer asked for a resend", "lane", p.lane, "from", gap.Expected, "bundle", out.p.Header.BundleID)
+			p.r.log.Info("relay: peer asked for a resend", "lane", p.lane, "from", gap.Expected, "bundle", out.Header.BundleID)
 			return nil, nil
 		case errors.As(err, &pe) && !pe.Temporary():
 			p.r.linkUp(true)
-			return nil, fmt.Errorf("peer refused bundle %s: %w", out.p.Header, err)
+			return nil, fmt.Errorf("peer refused bundle %s: %w", out.Header, err)
 		case errors.As(err, &pe):
 			p.r.linkUp(true)
 		default:
 			p.r.linkUp(false)
 		}
-		p.r.log.Warn("relay: push failed; will resend", "bundle", out.p.Header.String(), "attempt", attempt, "err", err)
+		p.r.log.Warn("relay: push failed; will resend", "bundle", out.Header.String(), "attempt", attempt, "err", err)
 		if !p.backoff.wait(ctx) {
 			return nil, ctx.Err()
 		}

@@ -15,8 +15,8 @@ import (
 
 // outgoing is a sealed bundle.
 type outgoing struct {
-	p   *bundle.Parsed // its SignedMessage computed once, for the evidence too
-	ids []string       // message IDs, in sequence order
+	*bundle.Parsed          // its SignedMessage computed once, for the evidence too
+	ids            []string // message IDs, in sequence order
 }
 
 // envelopeBudget is how many bytes of envelopes fit in a bundle.
@@ -89,7 +89,7 @@ func (r *Relay) seal(lane string, rows []outbox.Row) (*outgoing, error) {
 			for i, row := range rows {
 				ids[i] = row.MessageID
 			}
-			return &outgoing{p: p, ids: ids}, nil
+			return &outgoing{Parsed: p, ids: ids}, nil
 		}
 		rows = rows[:len(rows)/2]
 	}
@@ -116,12 +116,12 @@ func (r *Relay) prepare(ctx context.Context, lane string, after int64, remote st
 // fails. The record and the evidence commit together, as one statement on PostgreSQL
 // (statement.go) or one transaction.
 func (r *Relay) announce(ctx context.Context, o *outgoing, remote string) error {
-	rec := bundleRecord(audit.BundleSent, audit.OK, o.p.Header, r.peerName(remote), "")
+	rec := bundleRecord(audit.BundleSent, audit.OK, o.Header, r.peerName(remote), "")
 	if sev, ok := r.statements(); ok {
 		err := r.announceStatement(ctx, sev, o, rec)
 		if err == nil {
-			r.m.BundlesSent.WithLabelValues(o.p.Header.Lane).Inc()
-			r.m.MessagesSent.Add(float64(o.p.Header.Count()))
+			r.m.BundlesSent.WithLabelValues(o.Header.Lane).Inc()
+			r.m.MessagesSent.Add(float64(o.Header.Count()))
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -131,7 +131,7 @@ func (r *Relay) announce(ctx context.Context, o *outgoing, remote string) error 
 	}
 	if ev, ok := r.txEvidence(); ok {
 		err := r.cfg.Audit.Commit(ctx, func(ctx context.Context, tx *sql.Tx) ([]audit.Record, error) {
-			if err := ev.SentTx(ctx, tx, o.p, o.ids); err != nil {
+			if err := ev.SentTx(ctx, tx, o.Parsed, o.ids); err != nil {
 				return nil, err
 			}
 			return []audit.Record{rec}, nil
@@ -147,8 +147,8 @@ func (r *Relay) announce(ctx context.Context, o *outgoing, remote string) error 
 			return err
 		}
 	}
-	r.m.BundlesSent.WithLabelValues(o.p.Header.Lane).Inc()
-	r.m.MessagesSent.Add(float64(o.p.Header.Count()))
+	r.m.BundlesSent.WithLabelValues(o.Header.Lane).Inc()
+	r.m.MessagesSent.Add(float64(o.Header.Count()))
 	return nil
 }
 

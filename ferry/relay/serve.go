@@ -31,7 +31,7 @@ func (r *Relay) Pull(ctx context.Context, marks map[string]int64, wait time.Dura
 			}
 			if out != nil {
 				r.failpoint(FailAfterBundleWrite)
-				return out.p.Bytes(), nil
+				return out.Bytes(), nil
 			}
 		}
 		select {
@@ -76,7 +76,7 @@ func (r *Relay) pick(lanes map[string]outbox.Lane, marks map[string]int64) (stri
 func (r *Relay) serveLane(ctx context.Context, lane string, after int64, remote string) (*outgoing, error) {
 	out, err := r.prepare(ctx, lane, after, remote)
 	if out != nil {
-		if r.leases.sent(lane, out.p.Header.FirstSeq, out.p.Header.LastSeq) {
+		if r.leases.sent(lane, out.Header.FirstSeq, out.Header.LastSeq) {
 			r.m.BundlesResent.WithLabelValues(lane).Inc()
 		}
 		return out, nil

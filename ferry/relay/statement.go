@@ -73,7 +73,7 @@ func (r *Relay) announceStatement(ctx context.Context, ev StatementEvidence, o *
 	return r.cfg.Audit.CommitStatement(ctx, []audit.Record{rec}, func(records string, first int) (string, []any, error) {
 		w := newWith(records, first)
 		if ev != nil {
-			q, args, err := ev.SentClauses(o.p, o.ids, w.next)
+			q, args, err := ev.SentClauses(o.Parsed, o.ids, w.next)
 			if err != nil {
 				return "", nil, err
 			}
