@@ -483,7 +483,12 @@ func Lanes(ctx context.Context, db *sqldb.DB) ([]Lane, error) {
 				WHERE c.relkind = 'S' AND c.relname LIKE 'ferry\_lane\_seq:%' AND pg_table_is_visible(c.oid)) l
 			LEFT JOIN ferry_lane_acked a ON a.lane = l.lane WHERE l.last_seq IS NOT NULL ORDER BY l.lane`
 	}
-	rows, err := db.QueryContext(ctx, q)
+	return queryLanes(ctx, db, q)
+}
+
+// queryLanes runs q, which selects lane, last sequence and acknowledged sequence, with args.
+func queryLanes(ctx context.Context, db *sqldb.DB, q string, args ...any) ([]Lane, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: lanes: %w", err)
 	}
@@ -507,21 +512,8 @@ func LaneStates(ctx context.Context, db *sqldb.DB, names []string) ([]Lane, erro
 		all, err := Lanes(ctx, db)
 		return slices.DeleteFunc(all, func(l Lane) bool { return !slices.Contains(names, l.Lane) }), err
 	}
-	rows, err := db.QueryContext(ctx, `SELECT l.lane, `+LastSeqSQL(sqldb.Postgres, "l.lane")+`, coalesce(a.acked_seq, 0)
+	return queryLanes(ctx, db, `SELECT l.lane, `+LastSeqSQL(sqldb.Postgres, "l.lane")+`, coalesce(a.acked_seq, 0)
 		FROM unnest($1::text[]) AS l(lane) LEFT JOIN ferry_lane_acked a ON a.lane = l.lane ORDER BY l.lane`, names)
-	if err != nil {
-		return nil, fmt.Errorf("outbox: lanes: %w", err)
-	}
-	defer rows.Close()
-	var out []Lane
-	for rows.Next() {
-		var l Lane
-		if err := rows.Scan(&l.Lane, &l.LastSeq, &l.AckedSeq); err != nil {
-			return nil, err
-		}
-		out = append(out, l)
-	}
-	return out, rows.Err()
 }
 
 // Oldest returns the creation time of lane's oldest message not yet acknowledged (the first after
