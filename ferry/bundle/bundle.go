@@ -300,7 +300,7 @@ func (h Header) messages(msgs [][]byte) ([]inbox.Incoming, error) {
 			return nil, fmt.Errorf("%w: message ID %s twice", ErrMalformed, env.ID)
 		}
 		ids[env.ID] = true
-		out[i] = inbox.Incoming{Seq: seq, Envelope: env, Raw: m} // m is part of the freshly decrypted body: no copy needed
+		out[i] = inbox.Incoming{Seq: seq, Envelope: env, Raw: m}
 	}
 	return out, nil
 }

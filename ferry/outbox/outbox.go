@@ -299,7 +299,7 @@ func (o *Outbox) PutBatch(ctx context.Context, tx *sql.Tx, envs []envelope.Envel
 		}
 		byLane[q.lane] = append(byLane[q.lane], item{env, q.raw, i})
 	}
-	lanes := slices.Sorted(maps.Keys(byLane)) // one lock order for every caller
+	lanes := slices.Sorted(maps.Keys(byLane)) // one order for every caller (SQLite locks the lanes' counter rows)
 	pg, err := o.postgres(ctx, tx)
 	if err != nil {
 		return nil, err

@@ -110,7 +110,7 @@ func (s *Service) Submit(ctx context.Context, caller string, r SubmitRequest, br
 		return State{}, err
 	}
 	if v.Status != bill.StatusUnpaid {
-		return State{}, fmt.Errorf("%w: decision %s is %s (bill %s)", ErrAlreadyPaid, v.DecisionNo, v.Status, v.BillNo)
+		return State{}, alreadyPaid(v.DecisionNo, v.Status, v.BillNo)
 	}
 	if err := checkAmount(r, v); err != nil {
 		return State{}, err
@@ -126,7 +126,7 @@ func (s *Service) Submit(ctx context.Context, caller string, r SubmitRequest, br
 			return err
 		}
 		if b.Status != bill.StatusUnpaid {
-			return fmt.Errorf("%w: decision %s is %s (bill %s)", ErrAlreadyPaid, b.DecisionNo, b.Status, b.BillNo)
+			return alreadyPaid(b.DecisionNo, b.Status, b.BillNo)
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO isp_payments (caller, isp_order_no, decision_no, bill_no, input_hash, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (caller, isp_order_no) DO NOTHING`,
@@ -147,6 +147,11 @@ func (s *Service) Submit(ctx context.Context, caller string, r SubmitRequest, br
 	s.cfg.Logger.Info("12123 payment submitted", "caller", caller, "isp_order_no", r.ISPOrderNo, "bill_no", v.BillNo,
 		"decision_no", v.DecisionNo, "amount_due", int64(v.TotalDueToday))
 	return State{ISPOrderNo: r.ISPOrderNo, Created: true, Bill: v}, nil
+}
+
+// alreadyPaid refuses an order for a decision whose bill is no longer unpaid.
+func alreadyPaid(decisionNo, status, billNo string) error {
+	return fmt.Errorf("%w: decision %s is %s (bill %s)", ErrAlreadyPaid, decisionNo, status, billNo)
 }
 
 // existing answers an order submitted before, or ErrNotFound.
