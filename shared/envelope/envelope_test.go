@@ -94,6 +94,38 @@ func TestCatalogueDefaultDeny(t *testing.T) {
 	}
 }
 
+// TestCataloguePayloadIsStrictJSON: a payload is one JSON object whose member names are spelt
+// exactly as the schema's, each once, with nothing after it and valid UTF-8 throughout; the
+// same bill in any looser spelling is refused, as a payload with a field the schema lacks is.
+func TestCataloguePayloadIsStrictJSON(t *testing.T) {
+	t.Parallel()
+	good, err := envelope.New("bp:B1", "B1", time.Unix(1, 0), sampleBill())
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := string(good.Payload)
+	cases := map[string]string{
+		"name in other case": strings.Replace(payload, `"bill_no"`, `"Bill_No"`, 1),
+		"name twice":         strings.Replace(payload, `{"bill_no":"B2026112700000001",`, `{"bill_no":"B2026112700000001","bill_no":"B2",`, 1),
+		"trailing brace":     payload + "}",
+		"second object":      payload + "{}",
+		"invalid UTF-8":      strings.Replace(payload, "罚没收入", "罚没\xff收入", 1),
+	}
+	for name, p := range cases {
+		if p == payload {
+			t.Fatalf("%s: the case did not change the payload", name)
+		}
+		e := good
+		e.Payload = []byte(p)
+		if err := e.Check(); !errors.Is(err, envelope.ErrInvalidPayload) {
+			t.Errorf("%s: err = %v, want ErrInvalidPayload", name, err)
+		}
+	}
+	if err := (envelope.Envelope{ID: good.ID, Type: good.Type, Key: good.Key, CreatedAt: good.CreatedAt, Payload: []byte(payload + " \n")}).Check(); err != nil {
+		t.Errorf("trailing whitespace: %v", err)
+	}
+}
+
 // TestBillLookupHashOptional: lookup_hash is optional: a bill without it encodes exactly as
 // before the field existed (no key in the payload), one with it round-trips, and anything but
 // 64 lowercase hex characters is refused.
