@@ -333,6 +333,21 @@ func TestVerifyNamesTampering(t *testing.T) {
 		}, "record 9 (records.jsonl line 9): time"},
 		{"fail/last-record-deleted", func(l []string) []string { return l[:11] },
 			"record 12 is missing"},
+		{"fail/name-in-other-case-hides-the-signed-value", func(l []string) []string {
+			// jq and any reader that respects case see the forged reason; encoding/json matched
+			// "Reason" to reason too, kept the last one, and verified the hidden original.
+			l[2] = strings.Replace(l[2], `"reason":`, `"Reason":`, 1)
+			l[2] = strings.Replace(l[2], `{"id":3,`, `{"id":3,"reason":"forged",`, 1)
+			return l
+		}, "record 3 (records.jsonl line 3): not a record"},
+		{"fail/name-twice", func(l []string) []string {
+			l[3] = strings.Replace(l[3], `{"id":4,`, `{"id":4,"event":"bundle.rejected",`, 1)
+			return l
+		}, "record 4 (records.jsonl line 4): not a record"},
+		{"fail/text-after-the-record", func(l []string) []string {
+			l[1] = strings.TrimSuffix(l[1], "\n") + `] {"id":2,"event":"admin.audit-purge"}` + "\n"
+			return l
+		}, "record 2 (records.jsonl line 2): not a record"},
 		{"fail/required-field-emptied", func(l []string) []string {
 			l[0] = strings.Replace(l[0], `"actor":"ferryd"`, `"actor":""`, 1)
 			return l

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,8 @@ import (
 
 	"finepay/ferry/merkle"
 	"finepay/shared/gm"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // VerifyOptions are what an auditor brings to Verify.
@@ -79,9 +80,7 @@ func Verify(dir string, o VerifyOptions) (Report, error) {
 	if err != nil {
 		return rep, fail("%s: %v", ManifestFile, err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
+	if err := strictJSON(raw, &m); err != nil {
 		return rep, fail("%s: %v", ManifestFile, err)
 	}
 	if m.Format != SegmentFormat {
@@ -100,6 +99,9 @@ func Verify(dir string, o VerifyOptions) (Report, error) {
 	if ca == nil {
 		if ca, err = gm.LoadCertificate(filepath.Join(dir, CAFile)); err != nil {
 			return rep, fail("%s: %v", CAFile, err)
+		}
+		if ca.Fingerprint() != m.CA {
+			return rep, fail("%s is %s; %s names %s", CAFile, ca.Fingerprint(), ManifestFile, m.CA)
 		}
 		rep.CAFromExport = true
 	}
@@ -140,11 +142,27 @@ func Verify(dir string, o VerifyOptions) (Report, error) {
 				if next > 0 && cps[next-1].Size >= m.First {
 					from = cps[next-1].Size + 1
 				}
-				if cps[next].Size < m.First {
-					return fail("checkpoint of %d records: the segment's prefix hashes do not give its signed root (%s altered)", cps[next].Size, ManifestFile)
+				size := cps[next].Size
+				if size < m.First {
+					return fail("checkpoint of %d records: the segment's prefix hashes do not give its signed root (%s altered)", size, ManifestFile)
 				}
-				return fail("checkpoint of %d records: records %d..%d do not give its signed root: one of them was altered, replaced, inserted or removed, with its leaf hash recomputed",
-					cps[next].Size, from, cps[next].Size)
+				// What went into the root and was not proved by an earlier checkpoint: records
+				// of the segment, and the hashes segment.json gives for those before and after it.
+				var parts, how []string
+				if from <= m.Last {
+					parts = append(parts, fmt.Sprintf("records %d..%d", from, min(size, m.Last)))
+					how = append(how, "a record was altered, replaced, inserted or removed, with its leaf hash recomputed")
+				}
+				if from == m.First && m.First > 1 {
+					parts = append(parts, fmt.Sprintf("%s's hashes of records 1..%d", ManifestFile, m.First-1))
+				}
+				if size > m.Last {
+					parts = append(parts, fmt.Sprintf("%s's hashes of records %d..%d", ManifestFile, m.Last+1, size))
+				}
+				if len(parts) > len(how) {
+					how = append(how, "a hash in "+ManifestFile+" was changed")
+				}
+				return fail("checkpoint of %d records: %s do not give its signed root: %s", size, strings.Join(parts, " with "), strings.Join(how, ", or "))
 			}
 			next++
 		}
@@ -191,6 +209,14 @@ func Verify(dir string, o VerifyOptions) (Report, error) {
 	return rep, nil
 }
 
+// strictJSON decodes b, which must hold one JSON value and nothing else but white space: member
+// names spelt exactly as the tags spell them, none unknown, none twice, valid UTF-8.
+// encoding/json would match "Reason" to reason and keep the last of two: a line could then show
+// jq or a spreadsheet one value and give verify, and the leaf hash, another.
+func strictJSON(b []byte, v any) error {
+	return jsonv2.Unmarshal(b, v, jsonv2.RejectUnknownMembers(true))
+}
+
 // checkCheckpoints verifies the signing certificates and every checkpoint's signature, and that
 // checkpoint.txt, checkpoint.sig, cert.pem and pub.pem are the covering checkpoint's.
 func checkCheckpoints(dir string, m Manifest, h merkle.Hash, ca *gm.Certificate, rep *Report) ([]StoredCheckpoint, error) {
@@ -211,6 +237,9 @@ func checkCheckpoints(dir string, m Manifest, h merkle.Hash, ca *gm.Certificate,
 			}
 			if c.CommonName() != m.Origin {
 				return nil, fail("certificate %s is %q's, the checkpoints are %q's", mc.Cert, c.CommonName(), m.Origin)
+			}
+			if err := c.CheckUsage(gm.UsageSign); err != nil {
+				return nil, fail("checkpoint %d is signed with certificate %s: %v", i+1, mc.Cert, err)
 			}
 			certs[mc.Cert] = c
 			rep.Signers = append(rep.Signers, c.CommonName()+" ("+c.Fingerprint()+")")
@@ -291,13 +320,8 @@ func checkRecords(path string, m Manifest, h merkle.Hash, f *merkle.Frontier, ch
 			return &SegmentError{Line: line, Msg: fmt.Sprintf("a line after the segment's last record %d", m.Last)}
 		}
 		var e ExportedRecord
-		dec := json.NewDecoder(bytes.NewReader(text))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&e); err != nil {
+		if err := strictJSON(text, &e); err != nil {
 			return &SegmentError{ID: want, Line: line, Msg: fmt.Sprintf("not a record: %v (the record expected here is %d)", err, want)}
-		}
-		if dec.More() {
-			return &SegmentError{ID: want, Line: line, Msg: "more than one JSON value on the line"}
 		}
 		if e.ID != want {
 			what := "missing"

@@ -213,7 +213,8 @@ func signedHeader(signed []byte) (bundle.Header, error) {
 }
 
 // certificate loads a certificate kept in ferry_cert and checks it: issued by ca (or by the
-// issuer kept with it), valid at t, and of node.
+// issuer kept with it), valid at t, of node, and a signing certificate (every use here verifies
+// a signature).
 func certificate(ctx context.Context, db *sqldb.DB, fp, node string, at time.Time, ca *gm.Certificate) (*gm.Certificate, error) {
 	c, issuer, err := audit.GetCert(ctx, db, fp)
 	if err != nil {
@@ -235,6 +236,9 @@ func certificate(ctx context.Context, db *sqldb.DB, fp, node string, at time.Tim
 	}
 	if c.CommonName() != node {
 		return c, fmt.Errorf("the certificate is %s's, the bundle names %s", c.CommonName(), node)
+	}
+	if err := c.CheckUsage(gm.UsageSign); err != nil {
+		return c, err
 	}
 	return c, nil
 }

@@ -1,6 +1,7 @@
 package gm
 
 import (
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
@@ -85,6 +86,23 @@ func (c *Certificate) PEM() []byte {
 // X509 returns the parsed certificate for fields this type does not expose.
 // The caller must not modify it.
 func (c *Certificate) X509() *smx509.Certificate { return c.c }
+
+// CheckUsage checks that c's key usage allows u: digitalSignature for a signing certificate;
+// keyEncipherment, dataEncipherment or keyAgreement for an encryption one. A node's two
+// certificates come from one CA under one name, so whoever verifies a signature must check
+// this: the encryption key (often held in escrow) must not pass for the signing key.
+func (c *Certificate) CheckUsage(u Usage) error {
+	const enc = x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment | x509.KeyUsageKeyAgreement
+	switch {
+	case u == UsageSign && c.c.KeyUsage&x509.KeyUsageDigitalSignature == 0:
+		return fmt.Errorf("%w: %q (%s) is not a signing certificate: its key usage lacks digitalSignature", ErrUsage, c.CommonName(), c.Fingerprint())
+	case u == UsageEncrypt && c.c.KeyUsage&enc == 0:
+		return fmt.Errorf("%w: %q (%s) is not an encryption certificate: its key usage lacks the encipherment usages", ErrUsage, c.CommonName(), c.Fingerprint())
+	case u != UsageSign && u != UsageEncrypt:
+		return fmt.Errorf("%w: unknown usage %d", ErrUsage, int(u))
+	}
+	return nil
+}
 
 // VerifySignedBy checks a chain of one: c is signed by ca, ca is a CA
 // certificate, and both are within their validity period now. A bad

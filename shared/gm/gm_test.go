@@ -343,6 +343,29 @@ func TestCertificates(t *testing.T) {
 	}
 }
 
+// TestCertificateUsage: a node's two certificates share CA and name; only the usage tells the
+// signing one from the encryption one, and CheckUsage holds each to its own.
+func TestCertificateUsage(t *testing.T) {
+	ca, sign, enc := newPKI(t)
+	for _, c := range []struct {
+		name  string
+		cert  *gm.Certificate
+		usage gm.Usage
+		ok    bool
+	}{
+		{"signing as signing", sign.Cert, gm.UsageSign, true},
+		{"encryption as encryption", enc.Cert, gm.UsageEncrypt, true},
+		{"encryption as signing", enc.Cert, gm.UsageSign, false},
+		{"signing as encryption", sign.Cert, gm.UsageEncrypt, false},
+		{"CA as encryption", ca.Cert, gm.UsageEncrypt, false},
+	} {
+		err := c.cert.CheckUsage(c.usage)
+		if c.ok != (err == nil) || (err != nil && !errors.Is(err, gm.ErrUsage)) {
+			t.Errorf("%s: err = %v", c.name, err)
+		}
+	}
+}
+
 func TestCertificatePEMRoundTrip(t *testing.T) {
 	ca, sign, _ := newPKI(t)
 	for _, c := range []*gm.Certificate{ca.Cert, sign.Cert} {

@@ -31,6 +31,8 @@ var (
 	ErrPEM = errors.New("gm: no suitable PEM block")
 	// ErrExpired reports a certificate outside its validity period.
 	ErrExpired = errors.New("gm: certificate not within its validity period")
+	// ErrUsage reports a certificate used for what its key usage does not allow.
+	ErrUsage = errors.New("gm: wrong certificate usage")
 )
 
 const publicKeyPrefix = "sm2pub:"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -158,6 +159,25 @@ openssl pkeyutl -verify -pubin -inkey receiver.pub -rawin -digest sm3 -pkeyopt d
 	execSQL(t, f.core, `UPDATE ferry_evidence SET signature = $1`, sig)
 	if out := mustRun(t, 1, "-db", f.core.URL, "prove", payment.ID); !strings.Contains(out, "sender signature: FAILED") {
 		t.Fatalf("altered signature:\n%s", out)
+	}
+	// The sender's encryption key (same CA, same name) signs the bundle in place of its signing
+	// key: the signature verifies under that certificate, which is refused for its usage.
+	var signed []byte
+	if err := f.core.QueryRowContext(context.Background(), `SELECT signed FROM ferry_evidence e JOIN ferry_evidence_message m ON m.bundle_id = e.bundle_id
+		WHERE m.message_id = $1`, payment.ID).Scan(&signed); err != nil {
+		t.Fatal(err)
+	}
+	encSig, err := f.dmz.Enc.Key.Sign(rand.Reader, signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := audit.PutCert(context.Background(), f.core, f.dmz.Enc.Cert, f.pki.CA.Cert, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	execSQL(t, f.core, `UPDATE ferry_evidence SET signature = $1, sender_fp = $2`, encSig, f.dmz.Enc.Cert.Fingerprint())
+	if out := mustRun(t, 1, "-db", f.core.URL, "prove", "-ca", ca, payment.ID); !strings.Contains(out, "sender certificate: FAILED") ||
+		!strings.Contains(out, "not a signing certificate") || strings.Contains(out, "sender signature: OK") {
+		t.Fatalf("signed with the sender's encryption key:\n%s", out)
 	}
 	execSQL(t, f.core, `UPDATE ferry_evidence SET ack = NULL`)
 	if out := mustRun(t, 1, "-db", f.core.URL, "prove", bills[0].ID); !strings.Contains(out, "receiver acknowledgement: FAILED: no acknowledgement") {

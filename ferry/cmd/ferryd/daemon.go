@@ -107,13 +107,14 @@ func loadKeys(s settings) (relay.Keys, string, error) {
 	var peerSign, peerEnc *gm.Certificate
 	for _, c := range []struct {
 		path, node string
+		usage      gm.Usage
 		key        *gm.PrivateKey
 		out        **gm.Certificate
 	}{
-		{s.signCert, s.node, signKey, nil}, {s.encCert, s.node, encKey, nil},
-		{s.peerSignCert, s.peer, nil, &peerSign}, {s.peerEncCert, s.peer, nil, &peerEnc},
+		{s.signCert, s.node, gm.UsageSign, signKey, nil}, {s.encCert, s.node, gm.UsageEncrypt, encKey, nil},
+		{s.peerSignCert, s.peer, gm.UsageSign, nil, &peerSign}, {s.peerEncCert, s.peer, gm.UsageEncrypt, nil, &peerEnc},
 	} {
-		cert, err := loadCert(c.path, c.node, ca, c.key)
+		cert, err := loadCert(c.path, c.node, c.usage, ca, c.key)
 		if err != nil {
 			return k, "", err
 		}
@@ -125,12 +126,15 @@ func loadKeys(s settings) (relay.Keys, string, error) {
 	return k, peerSign.Fingerprint(), nil
 }
 
-func loadCert(path, node string, ca *gm.Certificate, key *gm.PrivateKey) (*gm.Certificate, error) {
+func loadCert(path, node string, usage gm.Usage, ca *gm.Certificate, key *gm.PrivateKey) (*gm.Certificate, error) {
 	c, err := gm.LoadCertificate(path)
 	if err != nil {
 		return nil, err
 	}
 	if err := c.VerifySignedBy(ca); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := c.CheckUsage(usage); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if c.CommonName() != node {
