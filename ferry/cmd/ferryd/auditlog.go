@@ -23,7 +23,7 @@ type auditFlags struct {
 func newAuditFlags(s *config.Set) *auditFlags {
 	return &auditFlags{
 		checkpointInterval: s.Duration("checkpoint-interval", time.Minute, "how often the audit log's tree head is signed (when the log grew); also at shutdown"),
-		retention:          s.String("audit-retention", "184d", "how long audit records are kept before ferryctl audit purge may remove them (exported ones only); Nd or a Go duration, at least 184d"),
+		retention:          s.String("audit-retention", "184d", "how long audit records are kept before ferryctl audit purge may remove them (exported ones only); Nd or a Go duration, at least 184d, at most 36500d"),
 		hash:               s.String("audit-hash", "sm3", "hash of the audit log's Merkle tree: sm3 or sha256 (fixed once the log has records)"),
 	}
 }
@@ -53,12 +53,19 @@ func (f *auditFlags) resolve() (auditSettings, error) {
 	return s, nil
 }
 
+// maxDays bounds a retention in days: 100 years, well inside what a time.Duration holds (about
+// 292 years; beyond it the product would wrap round to a shorter retention).
+const maxDays = 36_500
+
 // parseDays reads "184d" (days) or a Go duration ("4416h").
 func parseDays(v string) (time.Duration, error) {
 	if n, ok := strings.CutSuffix(v, "d"); ok {
 		d, err := strconv.Atoi(n)
 		if err != nil || d < 0 {
 			return 0, fmt.Errorf("want a number of days (184d) or a duration (4416h)")
+		}
+		if d > maxDays {
+			return 0, fmt.Errorf("%d days: at most %dd (100 years)", d, maxDays)
 		}
 		return time.Duration(d) * 24 * time.Hour, nil
 	}

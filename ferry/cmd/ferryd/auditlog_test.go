@@ -23,6 +23,7 @@ func TestAuditRetentionRefused(t *testing.T) {
 	}
 	for _, tc := range []struct{ args []string }{
 		{[]string{"-audit-retention", "six months"}},
+		{[]string{"-audit-retention", "213700d"}}, // 585 years: would wrap round to 196 days
 		{[]string{"-audit-hash", "md5"}},
 		{[]string{"-checkpoint-interval", "0s"}},
 	} {
