@@ -28,7 +28,15 @@ type outDir struct {
 // fails, the temporary file is removed and name does not appear: out/ never holds a half file.
 // A file that replaces an older one of the same name replaces it whole.
 func (o *outDir) write(name string, data []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Join(o.dir, tmpDir), name+".*")
+	tmpPath := filepath.Join(o.dir, tmpDir)
+	f, err := os.CreateTemp(tmpPath, name+".*")
+	if errors.Is(err, fs.ErrNotExist) {
+		// .tmp/ was removed while we ran (a clean-up of out/ that did not spare dot names):
+		// make it again rather than stop writing until a restart.
+		if err = os.Mkdir(tmpPath, 0o700); err == nil || errors.Is(err, fs.ErrExist) {
+			f, err = os.CreateTemp(tmpPath, name+".*")
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("spool: write %s: %w", name, err)
 	}
@@ -98,6 +106,9 @@ func (o *outDir) size() (int64, error) {
 	var total int64
 	for _, dir := range []string{o.dir, filepath.Join(o.dir, tmpDir)} {
 		entries, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) && dir != o.dir {
+			continue // .tmp/ is gone: it holds nothing, and write makes it again
+		}
 		if err != nil {
 			return 0, err
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -405,5 +406,68 @@ func TestRestartsMidway(t *testing.T) {
 	w.in.step(t)
 	if n := count(t, w.in.db, `SELECT count(*) FROM ferry_outbox`); n != 0 {
 		t.Fatalf("%d outbox rows left", n)
+	}
+}
+
+// One way, with no way back, a sender keeps every bundle of the last RetireAfter; with many busy
+// lanes, listing listPerLane of each would outgrow MaxManifestBytes. The manifest then lists
+// fewer bundles of each lane, the oldest, and still goes out with every lane's acknowledged
+// sequence: before, sealing failed and no manifest was written at all, so the receiver could
+// no longer tell a dropped bundle.
+func TestOneWayManifestFitsWithManyBusyLanes(t *testing.T) {
+	t.Parallel()
+	c := &clock{t: time.Date(2025, 3, 1, 8, 0, 0, 0, time.UTC)}
+	w := setup(t, options{clock: c, oneWay: true})
+	s := w.in.s
+	const lanes = 24 // a full list of each is about 5 MB
+	written := c.now().Add(-time.Hour)
+	for l := range lanes {
+		ls := &laneOut{name: "to-gateway." + strconv.Itoa(l), acked: 5000}
+		seq := ls.acked
+		for i := range listPerLane {
+			id := make([]byte, 16)
+			id[0], id[1], id[2] = byte(l), byte(i>>8), byte(i)
+			sum := gm.SM3(id)
+			ls.flights = append(ls.flights, &flight{h: bundle.Header{BundleID: hex.EncodeToString(id), Lane: ls.name, FirstSeq: seq + 1, LastSeq: seq + 4},
+				first: written, last: written, sum: hex.EncodeToString(sum[:]), sends: 1})
+			seq += 4
+		}
+		ls.next = seq
+		s.lanes[ls.name] = ls
+	}
+	c.add(s.cfg.ManifestInterval)
+	s.manifest(c.now())
+	names := withSuffix(files(t, w.in.out), ".fpm")
+	if len(names) != 1 {
+		t.Fatalf("manifests in out/: %v (err %v)", names, s.Err())
+	}
+	m, err := OpenManifest(read(t, filepath.Join(w.in.out, names[0])), w.in.r.Settings().Keys.Signer.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Sent) != lanes {
+		t.Fatalf("%d lanes listed, want %d", len(m.Sent), lanes)
+	}
+	for _, sl := range m.Sent {
+		if sl.Acked != 5000 || len(sl.Bundles) == 0 || len(sl.Bundles) >= listPerLane || sl.Bundles[0].FirstSeq != 5001 {
+			t.Fatalf("lane %s: acked %d, %d bundles listed from %d; want acked 5000 and the oldest, fewer than %d", sl.Lane, sl.Acked,
+				len(sl.Bundles), sl.Bundles[0].FirstSeq, listPerLane)
+		}
+	}
+}
+
+// out/.tmp/, removed while the spool runs (a clean-up that did not spare dot names), is made
+// again at the next write: bundles and manifests go on being written without a restart.
+func TestSpoolMakesItsTemporaryDirectoryAgain(t *testing.T) {
+	t.Parallel()
+	w, c := manual(t)
+	fixture.Put(t, w.in.db, 1, bills(t, 8)...)
+	if err := os.RemoveAll(filepath.Join(w.in.out, tmpDir)); err != nil {
+		t.Fatal(err)
+	}
+	c.add(w.in.s.cfg.ManifestInterval)
+	w.in.step(t)
+	if b, m := bundlesOf(t, w.in.out), withSuffix(files(t, w.in.out), ".fpm"); len(b) == 0 || len(m) == 0 {
+		t.Fatalf("after .tmp/ was removed: bundles %v, manifests %v, err %v", b, m, w.in.s.Err())
 	}
 }

@@ -343,10 +343,47 @@ func (s *Spool) setFull() {
 	s.log.Info("spool: the outgoing spool has room again", "bytes", s.outBytes, "max_bytes", s.cfg.MaxBytes)
 }
 
+// sealManifest builds and seals the manifest: per sending lane up to listPerLane of the oldest
+// bundles written and not acknowledged, fewer when that much would not fit in MaxManifestBytes
+// (many busy lanes, one way: a sender with no way back keeps RetireAfter's worth of bundles). The
+// lanes' acknowledged sequences and the receiving marks are always there; bundles left out are
+// listed once older ones are retired.
+func (s *Spool) sealManifest(id string, now time.Time) ([]byte, error) {
+	for list := listPerLane; ; list /= 2 {
+		m := Manifest{ManifestID: id, From: s.rc.Node, To: s.rc.Peer, At: now, OneWay: s.cfg.OneWay}
+		for _, ls := range s.lanes {
+			sl := SentLane{Lane: ls.name, Acked: ls.acked, Bundles: []Entry{}}
+			for _, f := range ls.flights {
+				if f.first.IsZero() || len(sl.Bundles) == list {
+					continue
+				}
+				sl.Bundles = append(sl.Bundles, Entry{BundleID: f.h.BundleID, FirstSeq: f.h.FirstSeq, LastSeq: f.h.LastSeq, Written: f.last, SM3: f.sum})
+			}
+			m.Sent = append(m.Sent, sl)
+		}
+		for lane, hwm := range s.marks {
+			m.Received = append(m.Received, Mark{Lane: lane, HWM: hwm})
+		}
+		raw, err := SealManifest(s.rc.Rand, m, s.rc.Keys.Signer)
+		if !errors.Is(err, bundle.ErrLimit) || list == 0 {
+			if short := list < listPerLane; err == nil && short != s.shortLists {
+				s.shortLists = short
+				if short {
+					s.log.Warn("spool: manifests list fewer bundles of each lane than usual, to fit their size limit; later bundles are listed as older ones are retired",
+						"lanes", len(s.lanes), "per_lane", list, "max_bytes", MaxManifestBytes)
+				} else {
+					s.log.Info("spool: manifests list up to the usual number of bundles of each lane again")
+				}
+			}
+			return raw, err
+		}
+	}
+}
+
 // manifest writes a manifest when one is due: every ManifestInterval, and after a batch of
 // bundles (at most once per Poll). It lists, per sending lane, the acknowledged sequence and up to
-// listPerLane of the oldest bundles written and not acknowledged, and the receiving lanes'
-// high-water marks. The one before it is removed from out/ if the appliance has not taken it.
+// listPerLane of the oldest bundles written and not acknowledged (sealManifest), and the
+// receiving lanes' high-water marks. The one before it is removed from out/ if the appliance has not taken it.
 func (s *Spool) manifest(now time.Time) {
 	since := now.Sub(s.lastManifest)
 	if since < s.cfg.ManifestInterval && !(s.batch && since >= s.cfg.Poll) {
@@ -357,21 +394,7 @@ func (s *Spool) manifest(now time.Time) {
 		s.log.Error("spool: manifest", "err", err)
 		return
 	}
-	m := Manifest{ManifestID: id, From: s.rc.Node, To: s.rc.Peer, At: now, OneWay: s.cfg.OneWay}
-	for _, ls := range s.lanes {
-		sl := SentLane{Lane: ls.name, Acked: ls.acked, Bundles: []Entry{}}
-		for _, f := range ls.flights {
-			if f.first.IsZero() || len(sl.Bundles) == listPerLane {
-				continue
-			}
-			sl.Bundles = append(sl.Bundles, Entry{BundleID: f.h.BundleID, FirstSeq: f.h.FirstSeq, LastSeq: f.h.LastSeq, Written: f.last, SM3: f.sum})
-		}
-		m.Sent = append(m.Sent, sl)
-	}
-	for lane, hwm := range s.marks {
-		m.Received = append(m.Received, Mark{Lane: lane, HWM: hwm})
-	}
-	raw, err := SealManifest(s.rc.Rand, m, s.rc.Keys.Signer)
+	raw, err := s.sealManifest(id, now)
 	if err != nil {
 		s.log.Error("spool: seal manifest", "err", err)
 		return

@@ -91,6 +91,7 @@ type Spool struct {
 	batch        bool // bundles were written since the last manifest
 	lastManifest time.Time
 	manifestFile string
+	shortLists   bool // the last manifest listed fewer than listPerLane bundles of a lane, to fit
 	requestFile  string
 	serial       int64
 	manifests    []sentManifest // the latest manifests written, oldest first
