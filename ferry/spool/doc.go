@@ -73,8 +73,9 @@
 //
 // Every ManifestInterval, and after each batch of bundles (at most once per Poll), each side
 // writes a signed manifest: per sending lane the acknowledged sequence and the bundles written
-// and not acknowledged (up to 1024, the oldest: ID, sequences, when last written, SM3 of the
-// file), and per receiving lane the high-water mark. The receiver of a manifest
+// and not acknowledged (up to 1024, the oldest, fewer of each lane when so many would not fit in
+// MaxManifestBytes: ID, sequences, when last written, SM3 of the file), and per receiving lane
+// the high-water mark. The receiver of a manifest
 //
 //   - acknowledges again (a cumulative acknowledgement) a lane whose listed acknowledged sequence
 //     is below its own high-water mark: the acknowledgement was lost;
