@@ -383,7 +383,8 @@ func (s *Spool) sealManifest(id string, now time.Time) ([]byte, error) {
 // manifest writes a manifest when one is due: every ManifestInterval, and after a batch of
 // bundles (at most once per Poll). It lists, per sending lane, the acknowledged sequence and up to
 // listPerLane of the oldest bundles written and not acknowledged (sealManifest), and the
-// receiving lanes' high-water marks. The one before it is removed from out/ if the appliance has not taken it.
+// receiving lanes' high-water marks. The one before it is removed from out/ if the appliance has
+// not taken it.
 func (s *Spool) manifest(now time.Time) {
 	since := now.Sub(s.lastManifest)
 	if since < s.cfg.ManifestInterval && !(s.batch && since >= s.cfg.Poll) {
