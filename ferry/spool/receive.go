@@ -356,7 +356,10 @@ func (s *Spool) removeIn(in *incoming) {
 // (one-way), and in one-way mode its received marks confirm what this side sent.
 func (s *Spool) takeManifest(ctx context.Context, in *incoming, now time.Time) bool {
 	m := in.man
-	if !m.At.After(s.peerAt) {
+	// Stale: dated no later than the last manifest handled (the appliance reordered them). The
+	// time kept for that is never more than peerClockLead ahead of this side's clock when kept
+	// (below); if it is now, this side's clock was set back, and it is not to be trusted.
+	if !m.At.After(s.peerAt) && !s.peerAt.After(now.Add(peerClockLead)) {
 		s.m.files.WithLabelValues("manifest", "stale").Inc()
 		s.removeIn(in)
 		return true
@@ -406,7 +409,12 @@ func (s *Spool) takeManifest(ctx context.Context, in *incoming, now time.Time) b
 			}
 		}
 	}
+	// A manifest dated further ahead of this side's clock than peerClockLead (the peer's clock
+	// ran ahead, then was set right) must not make the peer's next manifests stale for as long.
 	s.peerAt = m.At
+	if lead := now.Add(peerClockLead); s.peerAt.After(lead) {
+		s.peerAt = lead
+	}
 	s.m.files.WithLabelValues("manifest", "applied").Inc()
 	s.removeIn(in)
 	return true

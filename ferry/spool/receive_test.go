@@ -471,3 +471,76 @@ func TestSpoolMakesItsTemporaryDirectoryAgain(t *testing.T) {
 		t.Fatalf("after .tmp/ was removed: bundles %v, manifests %v, err %v", b, m, w.in.s.Err())
 	}
 }
+
+// The sender's clock runs two hours ahead, writes a manifest, and is set right. Its later
+// manifests are neither withheld by the sender (whose last manifest now lies in the future) nor
+// taken as stale by the receiver for two hours: a bundle the appliance dropped after the clock
+// was set right is asked for again within minutes.
+func TestManifestsGoOnAfterTheClockIsSetBack(t *testing.T) {
+	t.Parallel()
+	c := &clock{t: time.Date(2025, 3, 1, 8, 0, 0, 0, time.UTC)}
+	w := setup(t, options{clock: c, resendAfter: time.Hour}) // the dropped bundle is asked for, not resent by the timer
+	c.add(2 * time.Hour)
+	fixture.Put(t, w.in.db, 1, bills(t, 8)...)
+	w.in.step(t)
+	move(t, w.in.out, w.dmz.in, nil)
+	w.dmz.step(t)
+	if n := count(t, w.dmz.db, `SELECT count(*) FROM ferry_inbox`); n != 8 {
+		t.Fatalf("%d messages before the clock was set back", n)
+	}
+	c.add(-2 * time.Hour)
+
+	fixture.Put(t, w.in.db, 1, bills(t, 16)[8:]...)
+	w.in.step(t)
+	b := bundlesOf(t, w.in.out)
+	if len(b) != 1 {
+		t.Fatalf("bundles %v", b)
+	}
+	if err := os.Remove(filepath.Join(w.in.out, b[0])); err != nil { // dropped by the appliance
+		t.Fatal(err)
+	}
+	c.add(peerClockLead + w.in.s.cfg.ManifestInterval)
+	w.in.step(t)
+	if m := withSuffix(files(t, w.in.out), ".fpm"); len(m) != 1 {
+		t.Fatalf("the sender wrote no manifest after its clock was set back: out/ holds %v", files(t, w.in.out))
+	}
+	move(t, w.in.out, w.dmz.in, func(n string) bool { return strings.HasSuffix(n, ".fpm") })
+	w.dmz.step(t)
+	if reqs := withSuffix(files(t, w.dmz.out), ".fpr"); len(reqs) != 1 {
+		t.Fatalf("the receiver took the manifest as stale and asked for nothing: out/ holds %v", files(t, w.dmz.out))
+	}
+}
+
+// The peer's clock alone runs two hours ahead for one manifest, then is set right: its later
+// manifests are stale for peerClockLead at most, not for two hours.
+func TestAManifestFromThePeersFutureIsNotKeptAsSuch(t *testing.T) {
+	t.Parallel()
+	c := &clock{t: time.Date(2025, 3, 1, 8, 0, 0, 0, time.UTC)}
+	w := setup(t, options{clock: c, resendAfter: time.Hour}) // the dropped bundle is asked for, not resent by the timer
+	st := w.in.r.Settings()
+	ahead := Manifest{ManifestID: "0123456789abcdef0123456789abcdef", From: st.Node, To: st.Peer, At: c.now().Add(2 * time.Hour)}
+	raw, err := SealManifest(rand.Reader, ahead, st.Keys.Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := Name{Node: st.Node, Lane: laneManifest, First: 1, Last: 1, ID: ahead.ManifestID, Kind: KindManifest}.String()
+	write(t, filepath.Join(w.dmz.in, name), raw)
+	w.dmz.step(t)
+	if len(files(t, w.dmz.in)) != 0 {
+		t.Fatalf("the manifest from the future was not handled: in/ holds %v", files(t, w.dmz.in))
+	}
+
+	fixture.Put(t, w.in.db, 1, bills(t, 8)...)
+	w.in.step(t)
+	b := bundlesOf(t, w.in.out)
+	if err := os.Remove(filepath.Join(w.in.out, b[0])); err != nil { // dropped by the appliance
+		t.Fatal(err)
+	}
+	c.add(peerClockLead + w.in.s.cfg.ManifestInterval)
+	w.in.step(t)
+	move(t, w.in.out, w.dmz.in, func(n string) bool { return strings.HasSuffix(n, ".fpm") })
+	w.dmz.step(t)
+	if reqs := withSuffix(files(t, w.dmz.out), ".fpr"); len(reqs) != 1 {
+		t.Fatalf("the receiver still takes the peer's manifests as stale: out/ holds %v", files(t, w.dmz.out))
+	}
+}

@@ -387,7 +387,9 @@ func (s *Spool) sealManifest(id string, now time.Time) ([]byte, error) {
 // not taken it.
 func (s *Spool) manifest(now time.Time) {
 	since := now.Sub(s.lastManifest)
-	if since < s.cfg.ManifestInterval && !(s.batch && since >= s.cfg.Poll) {
+	// since < 0: the clock was set back; waiting for it to pass the last manifest's time would
+	// leave the peer without one for as long.
+	if since >= 0 && since < s.cfg.ManifestInterval && !(s.batch && since >= s.cfg.Poll) {
 		return
 	}
 	id, err := s.newID()

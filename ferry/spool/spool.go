@@ -38,6 +38,9 @@ const (
 	// settleLooks is how many looks a file that fails verification gets, at least Settle apart
 	// from its last change, before it is quarantined.
 	settleLooks = 3
+	// peerClockLead is how far ahead of this side's clock the time of the peer's latest manifest
+	// is kept: a later manifest of the peer dated before it is stale (reordered by the appliance).
+	peerClockLead = 5 * time.Minute
 	// listPerLane bounds the bundles a manifest lists per lane (the oldest ones).
 	listPerLane = 1024
 	// fillPerStep bounds the new bundles one lane writes in one step.
