@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +20,7 @@ import (
 	"finepay/ferry/schema"
 	"finepay/ferry/sqldb"
 	"finepay/ferry/sqldb/sqltest"
+	"finepay/shared/gm"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -188,6 +191,27 @@ func TestFlagsRefused(t *testing.T) {
 				t.Fatal("started")
 			}
 		})
+	}
+}
+
+// A certificate given for the wrong use is refused at start: the peer's encryption certificate
+// as its signing one would otherwise be taken (same CA, same name) and every bundle would fail
+// its signature check at run time; the own certificates are checked the same way.
+func TestCertificateOfTheWrongUseRefused(t *testing.T) {
+	pki := fixture.NewPKI(t)
+	pki.Node(t, fixture.DMZ)
+	in := pki.Node(t, fixture.Intranet)
+	for _, tc := range []struct{ flag, file string }{
+		{"-peer-sign-cert", in.File("enc.pem")},
+		{"-peer-enc-cert", in.File("sign.pem")},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // a ferryd that starts stops here
+		err := run(ctx, []string{"-side", "dmz", "-db", "sqlite:" + filepath.Join(t.TempDir(), "x.db"), "-certs", pki.Dir,
+			tc.flag, tc.file}, io.Discard)
+		cancel()
+		if !errors.Is(err, gm.ErrUsage) {
+			t.Errorf("%s %s: err %v, want the certificate's usage refused", tc.flag, tc.file, err)
+		}
 	}
 }
 
