@@ -21,11 +21,15 @@ type outDir struct {
 	// failAfter, when set (tests), is called after half of a file was written to its temporary
 	// name; an error it returns is taken as the write's failure (a full disk).
 	failAfter func(name string) error
+	// failSync, when set (tests), is called instead of syncing the directory after a rename.
+	failSync func(dir string) error
 }
 
 // write puts data into the outgoing directory as name: it writes a temporary file in .tmp/,
 // syncs it, renames it into place and syncs the directory. When any step before the rename
 // fails, the temporary file is removed and name does not appear: out/ never holds a half file.
+// When the directory cannot be synced after the rename, name is taken away again: the write has
+// failed, and its caller, which writes it again later, does not count a file left in out/.
 // A file that replaces an older one of the same name replaces it whole.
 func (o *outDir) write(name string, data []byte) (err error) {
 	tmpPath := filepath.Join(o.dir, tmpDir)
@@ -70,7 +74,13 @@ func (o *outDir) write(name string, data []byte) (err error) {
 		return fmt.Errorf("spool: rename %s into %s: %w", name, o.dir, err)
 	}
 	renamed = true
-	if err := syncDir(o.dir); err != nil {
+	sync := syncDir
+	if o.failSync != nil {
+		sync = o.failSync
+	}
+	if err := sync(o.dir); err != nil {
+		// The appliance may have copied it already; the receiver takes a file twice as once.
+		os.Remove(filepath.Join(o.dir, name))
 		return fmt.Errorf("spool: sync %s after writing %s: %w", o.dir, name, err)
 	}
 	return nil

@@ -45,6 +45,33 @@ func TestWriteFailureLeavesNoHalfFile(t *testing.T) {
 	}
 }
 
+// A directory that cannot be synced after the rename fails the write, and the file does not stay
+// in out/, where nothing would count or remove it.
+func TestWriteFailsWholeWhenTheDirectoryCannotBeSynced(t *testing.T) {
+	t.Parallel()
+	o := &outDir{dir: t.TempDir()}
+	if err := o.prepare("ferry-dmz"); err != nil {
+		t.Fatal(err)
+	}
+	o.failSync = func(string) error { return syscall.EIO }
+	if err := o.write("a.fpm", []byte("manifest")); err == nil {
+		t.Fatal("the write did not fail")
+	}
+	if got := files(t, o.dir); len(got) != 0 {
+		t.Fatalf("out/ holds %v", got)
+	}
+	if n, err := o.size(); err != nil || n != 0 {
+		t.Fatalf("size %d, %v", n, err)
+	}
+	o.failSync = nil
+	if err := o.write("a.fpm", []byte("manifest")); err != nil {
+		t.Fatal(err)
+	}
+	if got := files(t, o.dir); len(got) != 1 || got[0] != "a.fpm" {
+		t.Fatalf("out/ holds %v", got)
+	}
+}
+
 // Start-up clears .tmp/ and this node's own files in out/, and nothing else.
 func TestPrepareClearsOwnLeftovers(t *testing.T) {
 	t.Parallel()
