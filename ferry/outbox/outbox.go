@@ -36,6 +36,12 @@ import (
 // transaction must be rolled back.
 var ErrDuplicate = errors.New("outbox: message ID already queued")
 
+// ErrNumberTaken is returned by Put on PostgreSQL when the lane's number the producer took was
+// filled by the sender before the producer's row arrived: the producer's statement stalled for
+// longer than the sender's gap grace (relay.GapGrace) between taking its number and inserting its
+// row. Nothing was queued; the caller's transaction must be rolled back and may be retried.
+var ErrNumberTaken = errors.New("outbox: the lane's number was closed as a gap before the message's row arrived (the statement stalled); retry")
+
 // ErrBackpressure is returned by Put when the message's lane already holds the configured
 // number of messages the peer has not acknowledged (WithMaxBacklog). Nothing was queued; the
 // caller's transaction must be rolled back and the producer told to retry later (services
@@ -255,10 +261,22 @@ func (o *Outbox) Refused(err error, id string) error {
 		lane, _, _ = strings.Cut(lane, `"`)
 		o.refused.WithLabelValues(lane).Inc()
 		return fmt.Errorf("%w: lane %s holds %d or more unacknowledged messages", ErrBackpressure, lane, o.maxBacklog)
-	case sqldb.IsUniqueViolation(err) && strings.Contains(err.Error(), "ferry_outbox_message_id"):
+	}
+	return uniqueViolation(err, id)
+}
+
+// uniqueViolation maps a unique violation of a queueing statement: on the message ID to
+// ErrDuplicate, on the lane's number (a gap filler took it) to ErrNumberTaken; other errors are
+// returned as they are.
+func uniqueViolation(err error, id string) error {
+	if !sqldb.IsUniqueViolation(err) {
+		return err
+	}
+	// PostgreSQL names the index; SQLite the columns.
+	if msg := err.Error(); strings.Contains(msg, "ferry_outbox_message_id") || strings.Contains(msg, "ferry_outbox.message_id") {
 		return fmt.Errorf("%w: %s", ErrDuplicate, id)
 	}
-	return err
+	return fmt.Errorf("%w: %s: %w", ErrNumberTaken, id, err)
 }
 
 // putSQLite takes the lane's next sequence, then inserts the row (SQLite has no data-modifying
@@ -273,7 +291,7 @@ func (o *Outbox) putSQLite(ctx context.Context, tx *sql.Tx, q Queued) (int64, er
 		VALUES ($1, $2, $3, $4, $5, $6, $7)`, lane, seqs[0], env.ID, env.Type, env.Key, env.CreatedAt.UTC(), q.raw)
 	if err != nil {
 		if sqldb.IsUniqueViolation(err) {
-			return 0, fmt.Errorf("%w: %s", ErrDuplicate, env.ID)
+			return 0, uniqueViolation(err, env.ID)
 		}
 		return 0, fmt.Errorf("outbox: insert: %w", err)
 	}
@@ -304,6 +322,14 @@ func (o *Outbox) PutBatch(ctx context.Context, tx *sql.Tx, envs []envelope.Envel
 	if err != nil {
 		return nil, err
 	}
+	if pg && len(lanes) > 1 {
+		// Every lane's bound before any lane's number: a refusal must leave no gap on any lane.
+		for _, lane := range lanes {
+			if err := o.check(ctx, tx, lane, len(byLane[lane])); err != nil {
+				return nil, err
+			}
+		}
+	}
 	placed := make([]Placed, len(envs))
 	for _, lane := range lanes {
 		items := byLane[lane]
@@ -328,7 +354,7 @@ func (o *Outbox) PutBatch(ctx context.Context, tx *sql.Tx, envs []envelope.Envel
 			}
 			if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 				if sqldb.IsUniqueViolation(err) {
-					return nil, fmt.Errorf("%w: %w", ErrDuplicate, err)
+					return nil, uniqueViolation(err, "in the batch")
 				}
 				return nil, fmt.Errorf("outbox: insert: %w", err)
 			}
@@ -347,11 +373,7 @@ func (o *Outbox) numbers(ctx context.Context, tx *sql.Tx, pg bool, lane string, 
 	var last, acked int64
 	var seqs []int64
 	if pg {
-		err := tx.QueryRowContext(ctx, `SELECT `+LastSeqSQL(sqldb.Postgres, "$1::text")+`, coalesce((SELECT acked_seq FROM ferry_lane_acked WHERE lane = $1), 0)`, lane).Scan(&last, &acked)
-		if err != nil {
-			return nil, fmt.Errorf("outbox: lane %s: %w", lane, err)
-		}
-		if err := o.bound(lane, last+int64(k), acked, k); err != nil {
+		if err := o.check(ctx, tx, lane, k); err != nil {
 			return nil, err
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT nextval(`+laneSequence("$1::text")+`::regclass) FROM generate_series(1, $2::int)`, lane, k)
@@ -385,6 +407,16 @@ func (o *Outbox) numbers(ctx context.Context, tx *sql.Tx, pg bool, lane string, 
 		seqs = append(seqs, last-int64(k)+1+i)
 	}
 	return seqs, nil
+}
+
+// check refuses, on PostgreSQL, k more messages of lane that would pass its backlog bound.
+func (o *Outbox) check(ctx context.Context, tx *sql.Tx, lane string, k int) error {
+	var last, acked int64
+	err := tx.QueryRowContext(ctx, `SELECT `+LastSeqSQL(sqldb.Postgres, "$1::text")+`, coalesce((SELECT acked_seq FROM ferry_lane_acked WHERE lane = $1), 0)`, lane).Scan(&last, &acked)
+	if err != nil {
+		return fmt.Errorf("outbox: lane %s: %w", lane, err)
+	}
+	return o.bound(lane, last+int64(k), acked, k)
 }
 
 // bound refuses k messages that would take lane to sequence last with acked acknowledged past
@@ -565,8 +597,9 @@ func AckTx(ctx context.Context, tx *sql.Tx, d sqldb.Dialect, lane string, seq in
 		return 0, acked, nil
 	}
 	// Rows up to acked were deleted with the update that acknowledged them: the lower bound
-	// keeps the scan off their dead versions until a vacuum removes them.
-	res, err := tx.ExecContext(ctx, `DELETE FROM ferry_outbox WHERE lane = $1 AND seq > $2 AND seq <= $3`, lane, acked, seq)
+	// keeps the scan off their dead versions until a vacuum removes them. Gap fillers stay (see
+	// KeepFillers).
+	res, err := tx.ExecContext(ctx, `DELETE FROM ferry_outbox WHERE lane = $1 AND seq > $2 AND seq <= $3 AND type <> $4`, lane, acked, seq, envelope.TypeLaneGap)
 	if err != nil {
 		return 0, acked, err
 	}
@@ -632,6 +665,24 @@ func (c *BacklogCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// KeepFillers is how long a gap filler (envelope.TypeLaneGap) stays in the outbox after it was
+// acknowledged. Retiring leaves fillers where they are, because a filler's row is what holds its
+// lane's number: a producer whose statement took that number and stalled before inserting its
+// row (for longer than the sender's gap grace) then fails on the row's primary key and is told
+// (ErrNumberTaken), instead of committing a message below the acknowledged sequence that would
+// never be sent. PruneFillers removes them once they are older than this.
+const KeepFillers = time.Hour
+
+// PruneFillers deletes lane's acknowledged gap fillers created before before (KeepFillers ago).
+func PruneFillers(ctx context.Context, tx *sql.Tx, lane string, acked int64, before time.Time) (int64, error) {
+	res, err := tx.ExecContext(ctx, `DELETE FROM ferry_outbox WHERE lane = $1 AND seq <= $2 AND type = $3 AND created_at < $4`,
+		lane, acked, envelope.TypeLaneGap, before.UTC())
+	if err != nil {
+		return 0, fmt.Errorf("outbox: prune lane %s's gap fillers: %w", lane, err)
+	}
+	return res.RowsAffected()
+}
+
 // AckClauses are AckTx, for an acknowledgement up to seq of a lane acknowledged up to before,
 // as PostgreSQL WITH clauses for a statement of the caller's, with arguments numbered from
 // first: ack_lane moves the lane's acknowledged sequence from before to seq and returns a row,
@@ -650,6 +701,6 @@ func AckClauses(lane string, before, seq int64, now time.Time, first int) (strin
 			WHERE ferry_lane_acked.acked_seq = $%[4]d::bigint
 			RETURNING 1),
 		ack_retired AS (
-			DELETE FROM ferry_outbox WHERE lane = $%[1]d AND seq > $%[4]d AND seq <= $%[2]d)`, first, first+1, first+2, first+3)
-	return q, []any{lane, seq, now.UTC(), before}
+			DELETE FROM ferry_outbox WHERE lane = $%[1]d AND seq > $%[4]d AND seq <= $%[2]d AND type <> $%[5]d)`, first, first+1, first+2, first+3, first+4)
+	return q, []any{lane, seq, now.UTC(), before, envelope.TypeLaneGap}
 }

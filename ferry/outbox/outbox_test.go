@@ -165,6 +165,38 @@ func TestPutBatch(t *testing.T) {
 	}
 }
 
+// A batch over two lanes refused by the second lane's bound takes no number of the first (on
+// PostgreSQL numbers are not given back), so a refusal leaves no gap the sender must fill.
+func TestPutBatchRefusalLeavesNoGap(t *testing.T) {
+	db := fixture.DB(t)
+	ctx := context.Background()
+	ob := outbox.New(2, outbox.WithMaxBacklog(2))
+	byLane := map[string][]envelope.Envelope{}
+	for i := 0; len(byLane["to-gateway.0"]) < 2 || len(byLane["to-gateway.1"]) < 3; i++ {
+		e := fixture.Bill(t, i)
+		l, err := envelope.Lane(e.Type, e.Key, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byLane[l] = append(byLane[l], e)
+	}
+	a, b := byLane["to-gateway.0"], byLane["to-gateway.1"]
+	if err := db.Tx(ctx, func(tx *sql.Tx) error { _, err := ob.PutBatch(ctx, tx, b[:2]); return err }); err != nil {
+		t.Fatal(err)
+	}
+	err := db.Tx(ctx, func(tx *sql.Tx) error { _, err := ob.PutBatch(ctx, tx, []envelope.Envelope{a[0], b[2]}); return err })
+	if !errors.Is(err, outbox.ErrBackpressure) {
+		t.Fatalf("err = %v, want ErrBackpressure", err)
+	}
+	var p outbox.Placed
+	if err := db.Tx(ctx, func(tx *sql.Tx) error { var err error; p, err = ob.Put(ctx, tx, a[1]); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if p.Lane != "to-gateway.0" || p.Seq != 1 {
+		t.Fatalf("the next message of to-gateway.0 was placed at %+v, want number 1: the refused batch took it", p)
+	}
+}
+
 // Ack retires the rows up to the acknowledged sequence once, ignores an acknowledgement at or
 // below the current one, and refuses one past the last sequence sent or of an unknown lane,
 // changing nothing; on both engines.

@@ -22,13 +22,17 @@ import (
 // (lane.gap). The insert skips numbers whose row exists and waits for a producer still
 // committing one, so a row that commits is never replaced; a producer that took its number
 // GapGrace or more before inserting its row (a statement stalled that long between the two) finds
-// the number taken and fails, its transaction rolled back, and is told so. The receiving inbox
-// stores fillers as consumed: services never see them.
+// the number taken and fails, its transaction rolled back, and is told so (outbox.ErrNumberTaken):
+// fillers stay in the outbox for outbox.KeepFillers after they are acknowledged, so that their
+// rows keep holding the numbers. Only numbers that were handed out when the first missing one
+// was first seen are filled: each filled number has been missing for the whole grace. The
+// receiving inbox stores fillers as consumed: services never see them.
 
 // LaneGap is the audit event of a gap closed with fillers.
 const LaneGap = "lane.gap"
 
-// gapMarks remembers, per lane, the first missing number seen and since when.
+// gapMarks remembers, per lane, the first missing number seen, since when, and the last number
+// handed out then.
 type gapMarks struct {
 	mu sync.Mutex
 	m  map[string]gapMark
@@ -37,10 +41,12 @@ type gapMarks struct {
 type gapMark struct {
 	seq   int64
 	since time.Time
+	last  int64
 }
 
-// seen records that lane's number seq is missing at now and returns since when it has been.
-func (g *gapMarks) seen(lane string, seq int64, now time.Time) time.Time {
+// seen records that lane's numbers from seq to last are missing or handed out at now, and
+// returns since when seq has been missing and the last number handed out then.
+func (g *gapMarks) seen(lane string, seq, last int64, now time.Time) (time.Time, int64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.m == nil {
@@ -48,16 +54,26 @@ func (g *gapMarks) seen(lane string, seq int64, now time.Time) time.Time {
 	}
 	m, ok := g.m[lane]
 	if !ok || m.seq != seq {
-		m = gapMark{seq, now}
+		m = gapMark{seq, now, last}
 		g.m[lane] = m
 	}
-	return m.since
+	return m.since, m.last
 }
 
-func (g *gapMarks) clear(lane string) {
+// clear forgets lane's missing number and reports whether there was one.
+func (g *gapMarks) clear(lane string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	_, ok := g.m[lane]
 	delete(g.m, lane)
+	return ok
+}
+
+// gapClosed forgets lane's missing number, which has arrived or was filled.
+func (r *Relay) gapClosed(lane string) {
+	if r.gaps.clear(lane) {
+		r.m.GapWaiting.WithLabelValues(lane).Set(0)
+	}
 }
 
 // closeGap handles rows read after after that do not start at after+1 (rows may be empty; last is
@@ -73,13 +89,15 @@ func (r *Relay) closeGap(ctx context.Context, lane string, after int64, rows []o
 		return false, nil
 	}
 	now := r.now()
-	since := r.gaps.seen(lane, after+1, now)
+	since, then := r.gaps.seen(lane, after+1, max(last, end), now)
 	if wait := r.cfg.GapGrace - now.Sub(since); wait > 0 {
 		// Look again after a poll (the number may commit any moment) or when the grace is up.
+		r.m.GapWaiting.WithLabelValues(lane).Set(1)
 		time.AfterFunc(min(wait, r.cfg.Poll), r.watch.notify)
 		return false, nil
 	}
-	end = min(end, after+int64(r.cfg.Limits.MaxMessages))
+	// A number handed out after the first sighting has not been missing for the grace.
+	end = min(end, then, after+int64(r.cfg.Limits.MaxMessages))
 	var filled []int64
 	err := r.cfg.Audit.Commit(ctx, func(ctx context.Context, tx *sql.Tx) ([]audit.Record, error) {
 		filled = filled[:0]
@@ -89,6 +107,9 @@ func (r *Relay) closeGap(ctx context.Context, lane string, after int64, rows []o
 		}
 		if after < acked {
 			return nil, fmt.Errorf("%w: lane %s: %d is acknowledged, %d was asked for", errRetired, lane, acked, after+1)
+		}
+		if _, err := outbox.PruneFillers(ctx, tx, lane, acked, now.Add(-outbox.KeepFillers)); err != nil {
+			return nil, err
 		}
 		for seq := after + 1; seq <= end; seq++ {
 			env, err := envelope.NewLaneGap(lane, seq, now)
@@ -121,7 +142,7 @@ func (r *Relay) closeGap(ctx context.Context, lane string, after int64, rows []o
 	if err != nil {
 		return false, fmt.Errorf("%w: lane %s: filling numbers %d..%d: %w", ErrUnavailable, lane, after+1, end, err)
 	}
-	r.gaps.clear(lane)
+	r.gapClosed(lane)
 	if len(filled) > 0 {
 		r.m.GapsFilled.WithLabelValues(lane).Add(float64(len(filled)))
 		r.log.Warn("relay: lane gap filled", "lane", lane, "first", filled[0], "last", filled[len(filled)-1], "count", len(filled))

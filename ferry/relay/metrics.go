@@ -12,6 +12,7 @@ type Metrics struct {
 	MessagesReceived prometheus.Counter     // ferry_messages_received_total
 	LinkUp           prometheus.Gauge       // ferry_link_up
 	GapsFilled       *prometheus.CounterVec // ferry_lane_gaps_filled_total{lane}
+	GapWaiting       *prometheus.GaugeVec   // ferry_lane_gap_waiting{lane}
 }
 
 // NewMetrics makes the metrics and registers them with reg when it is not nil.
@@ -33,6 +34,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 when the link to the peer ferry works (intranet: the last exchange succeeded; DMZ: the peer called recently)."}),
 		GapsFilled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_lane_gaps_filled_total",
 			Help: "Outgoing lane numbers handed out to a producer that never committed them (rolled back or died), closed with a filler, by lane."}, []string{"lane"}),
+		GapWaiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ferry_lane_gap_waiting",
+			Help: "1 while the sender waits for a missing number of the outgoing lane (a producer still committing it, or one that will never commit it, until the gap grace closes it); else 0."}, []string{"lane"}),
 	}
 	// Every known reason starts at zero, so that an alert on the rate of rejections sees the
 	// series before the first one happens.
@@ -40,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.BundlesRejected.WithLabelValues(reason)
 	}
 	if reg != nil {
-		reg.MustRegister(m.BundlesSent, m.BundlesReceived, m.BundlesRejected, m.BundlesResent, m.MessagesSent, m.MessagesReceived, m.LinkUp, m.GapsFilled)
+		reg.MustRegister(m.BundlesSent, m.BundlesReceived, m.BundlesRejected, m.BundlesResent, m.MessagesSent, m.MessagesReceived, m.LinkUp, m.GapsFilled, m.GapWaiting)
 	}
 	return m
 }

@@ -79,20 +79,23 @@ type sides struct {
 	gw, core *sqldb.DB
 }
 
-func setup(t *testing.T) sides {
+func setup(t *testing.T) sides { return setupWith(t, nil) }
+
+// setupWith is setup with the intranet relay's configuration changed by in.
+func setupWith(t *testing.T, in func(*relay.Config)) sides {
 	t.Helper()
 	pki := fixture.NewPKI(t)
 	dmzNode, inNode := pki.Node(t, fixture.DMZ), pki.Node(t, fixture.Intranet)
 	s := sides{gw: fixture.DB(t), core: fixture.DB(t)}
 	s.dmz = newRelay(t, relay.DMZ, dmzNode, inNode, s.gw)
-	s.in = newRelay(t, relay.Intranet, inNode, dmzNode, s.core)
+	s.in = newRelay(t, relay.Intranet, inNode, dmzNode, s.core, in)
 	return s
 }
 
 // newRelay makes small bundles (16 messages), so that a few hundred messages make many.
-func newRelay(t *testing.T, side relay.Side, self, peer *fixture.Node, db *sqldb.DB) *relay.Relay {
+func newRelay(t *testing.T, side relay.Side, self, peer *fixture.Node, db *sqldb.DB, change ...func(*relay.Config)) *relay.Relay {
 	t.Helper()
-	r, err := relay.New(relay.Config{
+	cfg := relay.Config{
 		Side: side, Node: self.Name, Peer: peer.Name, DB: db,
 		Audit: audit.New(audit.Config{DB: db, Node: self.Name, Actor: "ferryd"}),
 		Keys: relay.Keys{Signer: self.Sign.Key, Decrypter: self.Enc.Key,
@@ -100,7 +103,13 @@ func newRelay(t *testing.T, side relay.Side, self, peer *fixture.Node, db *sqldb
 		Limits: bundle.Limits{MaxMessages: 16}, Poll: 10 * time.Millisecond, LongPoll: 200 * time.Millisecond,
 		ResendAfter: 300 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Pullers: 2,
 		Quarantine: t.TempDir(), Logger: logging.Discard(),
-	})
+	}
+	for _, f := range change {
+		if f != nil {
+			f(&cfg)
+		}
+	}
+	r, err := relay.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,7 @@ func (r *Relay) pending(ctx context.Context, lane string, after int64) ([]outbox
 			n++
 		}
 		if n > 0 {
-			r.gaps.clear(lane)
+			r.gapClosed(lane)
 			r.failpoint(FailAfterOutboxRead)
 			return rows[:n], nil
 		}

@@ -420,8 +420,8 @@ func (h *harness) counts(ctx context.Context) (counts, error) {
 		{h.gw, `SELECT count(*) FROM chaos_produced`, &c.ProducedGateway},
 		{h.gw, `SELECT count(*) FROM ferry_inbox WHERE type <> '` + envelope.TypeLaneGap + `'`, &c.InboxGateway},
 		{h.core, `SELECT count(*) FROM ferry_inbox WHERE type <> '` + envelope.TypeLaneGap + `'`, &c.InboxCore},
-		{h.core, `SELECT count(*) FROM ferry_outbox`, &c.OutboxCore},
-		{h.gw, `SELECT count(*) FROM ferry_outbox`, &c.OutboxGateway},
+		{h.core, `SELECT count(*) FROM ferry_outbox WHERE type <> '` + envelope.TypeLaneGap + `'`, &c.OutboxCore},
+		{h.gw, `SELECT count(*) FROM ferry_outbox WHERE type <> '` + envelope.TypeLaneGap + `'`, &c.OutboxGateway},
 	} {
 		if err := q.db.QueryRowContext(ctx, q.sql).Scan(q.out); err != nil {
 			return c, err
