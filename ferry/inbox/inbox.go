@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -292,18 +293,23 @@ func (c *Consumer) ConsumeOnce(ctx context.Context) (int, error) {
 			return total, err
 		}
 		progressed := 0
+		var first error // the first lane that failed; the others are still served
 		for _, h := range heads {
 			ok, err := c.applyOne(ctx, h)
 			if err != nil {
-				return total, err
+				c.log.Warn("inbox: lane not served", "peer", h.peer, "lane", h.lane, "seq", h.seq, "err", err)
+				if first == nil {
+					first = fmt.Errorf("inbox: lane %s: %w", h.lane, err)
+				}
+				continue
 			}
 			if ok {
 				progressed++
 			}
 		}
 		total += progressed
-		if progressed == 0 {
-			return total, nil
+		if first != nil || progressed == 0 {
+			return total, first
 		}
 	}
 }
@@ -375,7 +381,7 @@ func (c *Consumer) applyOne(ctx context.Context, h head) (bool, error) {
 		backoff := min(time.Duration(1<<min(attempt, 10))*time.Second, 5*time.Minute)
 		c.log.Warn("inbox: handler failed; will retry", "message_id", id, "type", env.Type, "attempt", attempt+1, "retry_in", backoff.String(), "err", herr)
 		_, err := c.db.ExecContext(ctx, `UPDATE ferry_inbox SET attempts = attempts + 1, last_error = $2, next_try_at = $3 WHERE message_id = $1`,
-			id, truncate(herr.Error(), 500), now.Add(backoff))
+			id, errorText(herr.Error(), 500), now.Add(backoff))
 		return false, err
 	}
 	if err != nil {
@@ -387,11 +393,18 @@ func (c *Consumer) applyOne(ctx context.Context, h head) (bool, error) {
 	return applied, nil
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
+// errorText is s as last_error can hold it: valid UTF-8 without NUL bytes (PostgreSQL refuses
+// both in text), at most n bytes, cut at a character boundary (a handler's error may quote
+// Chinese text from a bank or a business system).
+func errorText(s string, n int) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
+	if len(s) <= n {
+		return s
 	}
-	return s
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 type pendingCollector struct{ db *sqldb.DB }

@@ -5,9 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"finepay/ferry/inbox"
 	"finepay/ferry/outbox"
@@ -217,6 +219,59 @@ func TestInboxStoresALaneGapFillerConsumed(t *testing.T) {
 		sqltest.Must(t, db.QueryRowContext(ctx, `SELECT count(*) FROM ferry_inbox WHERE consumed_at IS NULL OR attempts > 0 AND type = $1`, envelope.TypeLaneGap).Scan(&pending))
 		if pending != 0 {
 			t.Fatalf("%d rows left unconsumed or the filler was tried", pending)
+		}
+	})
+}
+
+// A handler's error whose text is cut inside a character, or holds a NUL byte or invalid UTF-8,
+// is still recorded with its back-off, on both engines; and one lane's failure does not stop the
+// pass for the other lanes.
+func TestHandlerErrorOfAnyTextIsRecorded(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := setup(t, db)
+		texts := []string{
+			strings.Repeat("x", 499) + "银行返回：账户不存在", // byte 500 falls inside 银
+			"bank said \x00 then stopped",
+			"bad \xff\xfe bytes",
+		}
+		for i := range texts {
+			_, err := inbox.Receive(ctx, db, "ferry-dmz", fmt.Sprintf("to-core.%d", i), fmt.Sprintf("b%d", i), incoming(t, 1, payment(i)), time.Now())
+			sqltest.Must(t, err)
+		}
+		_, err := inbox.Receive(ctx, db, "ferry-dmz", "to-core.9", "b9", incoming(t, 1, payment(9)), time.Now())
+		sqltest.Must(t, err)
+		calls := map[string]int{}
+		c := inbox.NewConsumer(inbox.Config{DB: db, Logger: logging.Discard(),
+			Handlers: map[string]inbox.Handler{envelope.TypePaymentConfirmed: func(ctx context.Context, tx *sql.Tx, e envelope.Envelope) error {
+				calls[e.ID]++
+				for i, text := range texts {
+					if e.ID == payment(i).ID {
+						return errors.New(text)
+					}
+				}
+				return nil
+			}}})
+		for range 3 {
+			if _, err := c.ConsumeOnce(ctx); err != nil {
+				t.Fatalf("ConsumeOnce: %v", err)
+			}
+		}
+		if calls[payment(9).ID] != 1 {
+			t.Fatalf("the healthy lane's message was applied %d times", calls[payment(9).ID])
+		}
+		for i, text := range texts {
+			var attempts int
+			var next sql.NullTime
+			var last string
+			sqltest.Must(t, db.QueryRowContext(ctx, `SELECT attempts, next_try_at, last_error FROM ferry_inbox WHERE message_id = $1`,
+				payment(i).ID).Scan(&attempts, &next, &last))
+			if attempts != 1 || !next.Valid || calls[payment(i).ID] != 1 {
+				t.Errorf("error %d: attempts %d, next try %v, handler called %d times: the failure was not recorded with its back-off",
+					i, attempts, next, calls[payment(i).ID])
+			}
+			if !utf8.ValidString(last) || strings.ContainsRune(last, 0) || len(last) > 500 || last == "" || last[:4] != text[:4] {
+				t.Errorf("error %d recorded as %q", i, last)
+			}
 		}
 	})
 }
