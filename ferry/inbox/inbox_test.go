@@ -88,7 +88,8 @@ func TestOutboxSequencesAndAck(t *testing.T) {
 		if len(lanes) != 1 || lanes[0].LastSeq < 20 || lanes[0].LastSeq > 22 {
 			t.Fatalf("lanes %+v", lanes)
 		}
-		if _, err := outbox.Ack(ctx, db, "to-core.0", lanes[0].LastSeq+1, time.Now()); !errors.Is(err, outbox.ErrAckBeyondSent) {
+		sqltest.Must(t, outbox.Sent(ctx, db, "to-core.0", 15))
+		if _, err := outbox.Ack(ctx, db, "to-core.0", 16, time.Now()); !errors.Is(err, outbox.ErrAckBeyondSent) {
 			t.Fatalf("ack beyond sent: %v", err)
 		}
 		n, err := outbox.Ack(ctx, db, "to-core.0", 15, time.Now())

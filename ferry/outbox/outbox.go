@@ -580,18 +580,20 @@ func AckTx(ctx context.Context, tx *sql.Tx, d sqldb.Dialect, lane string, seq in
 	// The acknowledged sequence lives in ferry_lane_acked, apart from the lane's last sequence
 	// (its sequence on PostgreSQL, its counter row on SQLite): retiring takes no lock a producer
 	// takes and never waits for a producer nor holds one up. This is safe because the last
-	// sequence handed out and acked_seq only grow: a sequence at or below the last stays handed
-	// out, and the update below only moves acked_seq forward.
-	var last, acked int64
-	err = tx.QueryRowContext(ctx, `SELECT `+LastSeqSQL(d, "$1")+`, coalesce((SELECT a.acked_seq FROM ferry_lane_acked a WHERE a.lane = $1), 0)`, lane).Scan(&last, &acked)
+	// sequence sent (ferry_lane_sent) and acked_seq only grow: a sequence at or below the last
+	// sent stays sent, and the update below only moves acked_seq forward. The bound is what was
+	// sent, not the last number handed out: that may be a producer's not yet committed, whose
+	// row would then commit below acked_seq and never be sent.
+	var sent, acked int64
+	err = tx.QueryRowContext(ctx, `SELECT `+SentSQL("$1")+`, coalesce((SELECT a.acked_seq FROM ferry_lane_acked a WHERE a.lane = $1), 0)`, lane).Scan(&sent, &acked)
 	if err != nil {
 		return 0, 0, err
 	}
-	if last == 0 {
-		return 0, 0, fmt.Errorf("%w: unknown lane %s", ErrAckBeyondSent, lane)
+	if sent == 0 {
+		return 0, 0, fmt.Errorf("%w: nothing was sent on lane %s", ErrAckBeyondSent, lane)
 	}
-	if seq > last {
-		return 0, acked, fmt.Errorf("%w: lane %s ack %d > last %d", ErrAckBeyondSent, lane, seq, last)
+	if seq > sent {
+		return 0, acked, fmt.Errorf("%w: lane %s acknowledged up to %d, sent up to %d", ErrAckBeyondSent, lane, seq, sent)
 	}
 	if seq <= acked {
 		return 0, acked, nil
@@ -665,6 +667,37 @@ func (c *BacklogCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// SentSQL is an SQL expression for the last sequence of the lane (named by the SQL expression
+// lane) recorded as sent: acknowledgements retire rows up to it and no further.
+func SentSQL(lane string) string {
+	return `coalesce((SELECT s.sent_seq FROM ferry_lane_sent s WHERE s.lane = ` + lane + `), 0)`
+}
+
+// Sent records that lane was sent up to seq, in a transaction of its own (see SentTx).
+func Sent(ctx context.Context, db *sqldb.DB, lane string, seq int64) error {
+	return db.Tx(ctx, func(tx *sql.Tx) error { return SentTx(ctx, tx, lane, seq) })
+}
+
+// SentTx records in tx, a transaction of the caller's (with its bundle.sent record), that lane
+// was sent up to seq; a lower seq (a bundle sent again) changes nothing.
+func SentTx(ctx context.Context, tx *sql.Tx, lane string, seq int64) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO ferry_lane_sent (lane, sent_seq) VALUES ($1, $2)
+		ON CONFLICT (lane) DO UPDATE SET sent_seq = excluded.sent_seq WHERE ferry_lane_sent.sent_seq < excluded.sent_seq`, lane, seq)
+	if err != nil {
+		return fmt.Errorf("outbox: lane %s sent up to %d: %w", lane, seq, err)
+	}
+	return nil
+}
+
+// SentClauses are SentTx as a PostgreSQL WITH clause (lane_sent) for a statement of the
+// caller's, with arguments numbered from first.
+func SentClauses(lane string, seq int64, first int) (string, []any) {
+	return fmt.Sprintf(`lane_sent AS (
+			INSERT INTO ferry_lane_sent (lane, sent_seq) VALUES ($%[1]d::text, $%[2]d::bigint)
+			ON CONFLICT (lane) DO UPDATE SET sent_seq = excluded.sent_seq WHERE ferry_lane_sent.sent_seq < excluded.sent_seq)`, first, first+1),
+		[]any{lane, seq}
+}
+
 // KeepFillers is how long a gap filler (envelope.TypeLaneGap) stays in the outbox after it was
 // acknowledged. Retiring leaves fillers where they are, because a filler's row is what holds its
 // lane's number: a producer whose statement took that number and stalled before inserting its
@@ -690,12 +723,10 @@ func PruneFillers(ctx context.Context, tx *sql.Tx, lane string, acked int64, bef
 // statement, so that nothing of it is applied); ack_retired deletes the rows it covers. Neither
 // takes a lock that producers need (see AckTx).
 func AckClauses(lane string, before, seq int64, now time.Time, first int) (string, []any) {
-	// The lane's last sequence, with its format's % doubled for Sprintf.
-	last := strings.ReplaceAll(LastSeqSQL(sqldb.Postgres, fmt.Sprintf("$%d::text", first)), "%", "%%")
 	q := fmt.Sprintf(`ack_lane AS (
 			INSERT INTO ferry_lane_acked (lane, acked_seq, acked_at)
 			SELECT $%[1]d::text, $%[2]d::bigint, $%[3]d::timestamptz
-			WHERE `+last+` >= $%[2]d::bigint
+			WHERE `+SentSQL("$%[1]d::text")+` >= $%[2]d::bigint
 				AND coalesce((SELECT a.acked_seq FROM ferry_lane_acked a WHERE a.lane = $%[1]d::text), 0) = $%[4]d::bigint
 			ON CONFLICT (lane) DO UPDATE SET acked_seq = excluded.acked_seq, acked_at = excluded.acked_at
 			WHERE ferry_lane_acked.acked_seq = $%[4]d::bigint

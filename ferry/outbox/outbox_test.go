@@ -61,6 +61,7 @@ ferry_outbox_backpressure_total{lane="` + lanes[0].Lane + `"} 1
 		t.Fatal(err)
 	}
 
+	sqltest.Must(t, outbox.Sent(ctx, db, lanes[0].Lane, 2))
 	if _, err := outbox.Ack(ctx, db, lanes[0].Lane, 2, time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -113,6 +114,7 @@ func TestBacklogCollectorLag(t *testing.T) {
 	if b, l := lagOf(); b != 2 || l < 90 || l > 120 {
 		t.Fatalf("backlog %v, lag %v s; want 2 and about 90", b, l)
 	}
+	sqltest.Must(t, outbox.Sent(ctx, db, "to-gateway.0", 2))
 	if _, err := outbox.Ack(ctx, db, "to-gateway.0", 2, time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -198,8 +200,9 @@ func TestPutBatchRefusalLeavesNoGap(t *testing.T) {
 }
 
 // Ack retires the rows up to the acknowledged sequence once, ignores an acknowledgement at or
-// below the current one, and refuses one past the last sequence sent or of an unknown lane,
-// changing nothing; on both engines.
+// below the current one, and refuses one past the last sequence sent (even when the number was
+// handed out: its producer may not have committed) or of an unknown lane, changing nothing; on
+// both engines.
 func TestAckRetiresOnce(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
@@ -213,6 +216,8 @@ func TestAckRetiresOnce(t *testing.T) {
 				return err
 			}))
 		}
+		sqltest.Must(t, outbox.Sent(ctx, db, lane, 2))
+		sqltest.Must(t, outbox.Sent(ctx, db, lane, 1)) // a bundle sent again: no change
 		ack := func(seq int64) (retired, before int64, err error) {
 			err = db.Tx(ctx, func(tx *sql.Tx) error {
 				var err error
@@ -227,6 +232,9 @@ func TestAckRetiresOnce(t *testing.T) {
 		if r, b, err := ack(1); err != nil || r != 0 || b != 2 {
 			t.Fatalf("ack 1 again: retired %d, before %d, %v", r, b, err)
 		}
+		if _, _, err := ack(3); !errors.Is(err, outbox.ErrAckBeyondSent) {
+			t.Fatalf("ack of a number handed out but not sent: %v", err)
+		}
 		if _, _, err := ack(5); !errors.Is(err, outbox.ErrAckBeyondSent) {
 			t.Fatalf("ack past the last sent: %v", err)
 		}
@@ -238,8 +246,9 @@ func TestAckRetiresOnce(t *testing.T) {
 		if len(lanes) != 1 || lanes[0].AckedSeq != 2 || lanes[0].LastSeq != 3 {
 			t.Fatalf("lanes %+v", lanes)
 		}
+		sqltest.Must(t, outbox.Sent(ctx, db, lane, 3))
 		if r, b, err := ack(3); err != nil || r != 1 || b != 2 {
-			t.Fatalf("ack 3: retired %d, before %d, %v", r, b, err)
+			t.Fatalf("ack 3 once sent: retired %d, before %d, %v", r, b, err)
 		}
 		var left int
 		sqltest.Must(t, db.QueryRowContext(ctx, `SELECT count(*) FROM ferry_outbox`).Scan(&left))

@@ -153,11 +153,11 @@ func (r *Relay) Quarantine(raw []byte) (string, error) { return r.quarantine(raw
 // retires nothing when that fails; rows already retired are left alone, and seq is cut to the
 // last sequence sent.
 func (r *Relay) Retire(ctx context.Context, lane string, seq int64, event, reason string) error {
-	last, acked, err := r.laneOut(ctx, lane)
+	sent, acked, err := r.laneOut(ctx, lane)
 	if err != nil {
 		return err
 	}
-	seq = min(seq, last)
+	seq = min(seq, sent)
 	if seq <= acked {
 		return nil
 	}

@@ -129,20 +129,24 @@ func (r *Relay) announce(ctx context.Context, o *outgoing, remote string) error 
 		}
 		// Nothing of it was applied: record it again as a transaction, which tells why.
 	}
-	if ev, ok := r.txEvidence(); ok {
-		err := r.cfg.Audit.Commit(ctx, func(ctx context.Context, tx *sql.Tx) ([]audit.Record, error) {
+	ev, txEv := r.txEvidence()
+	err := r.cfg.Audit.Commit(ctx, func(ctx context.Context, tx *sql.Tx) ([]audit.Record, error) {
+		if err := outbox.SentTx(ctx, tx, o.Header.Lane, o.Header.LastSeq); err != nil {
+			return nil, err
+		}
+		if txEv {
 			if err := ev.SentTx(ctx, tx, o.Parsed, o.ids); err != nil {
 				return nil, err
 			}
-			return []audit.Record{rec}, nil
-		})
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
-	} else {
-		if err := r.record(ctx, rec); err != nil {
-			return err
-		}
+		return []audit.Record{rec}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if !txEv {
+		// An evidence store of its own transactions keeps it after the record; the bundle is
+		// not sent when this fails.
 		if err := r.keepSent(ctx, o); err != nil {
 			return err
 		}
@@ -263,12 +267,12 @@ func (r *Relay) checkAck(a bundle.Ack, want *bundle.Header) error {
 
 // checkAckSent checks that an acknowledgement covers only sequences sent.
 func (r *Relay) checkAckSent(ctx context.Context, a bundle.Ack) error {
-	last, _, err := r.laneOut(ctx, a.Lane)
+	sent, _, err := r.laneOut(ctx, a.Lane)
 	if err != nil {
 		return err
 	}
-	if a.Seq > last {
-		return fmt.Errorf("%w: lane %s acknowledged up to %d, last sent %d", ErrAckBeyondSent, a.Lane, a.Seq, last)
+	if a.Seq > sent {
+		return fmt.Errorf("%w: lane %s acknowledged up to %d, sent up to %d", ErrAckBeyondSent, a.Lane, a.Seq, sent)
 	}
 	return nil
 }
@@ -289,13 +293,14 @@ func (r *Relay) retire(ctx context.Context, a bundle.Ack, want *bundle.Header, p
 	return nil
 }
 
-func (r *Relay) laneOut(ctx context.Context, lane string) (last, acked int64, err error) {
-	err = r.cfg.DB.QueryRowContext(ctx, `SELECT `+outbox.LastSeqSQL(r.cfg.DB.Dialect, "$1")+`,
-		coalesce((SELECT a.acked_seq FROM ferry_lane_acked a WHERE a.lane = $1), 0)`, lane).Scan(&last, &acked)
+// laneOut reads an outgoing lane's last sequence recorded as sent and its acknowledged one.
+func (r *Relay) laneOut(ctx context.Context, lane string) (sent, acked int64, err error) {
+	err = r.cfg.DB.QueryRowContext(ctx, `SELECT `+outbox.SentSQL("$1")+`,
+		coalesce((SELECT a.acked_seq FROM ferry_lane_acked a WHERE a.lane = $1), 0)`, lane).Scan(&sent, &acked)
 	if err != nil {
 		return 0, 0, fmt.Errorf("%w: lane %s: %w", ErrUnavailable, lane, err)
 	}
-	return last, acked, nil
+	return sent, acked, nil
 }
 
 // backoff is a bounded exponential backoff with full jitter.

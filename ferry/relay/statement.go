@@ -67,11 +67,13 @@ func (w *with) guarded(guard, value string) (string, []any, error) {
 			ELSE ('ferry relay: the lane moved (%[1]s: ' || (SELECT count(*) FROM %[1]s) || ' rows)')::bigint END`, guard, value), w.args, nil
 }
 
-// announceStatement records o as sent, with its evidence, in one statement.
+// announceStatement records o as sent (its record, the lane's last sequence sent and its
+// evidence) in one statement.
 func (r *Relay) announceStatement(ctx context.Context, ev StatementEvidence, o *outgoing, rec audit.Record) error {
 	var one int
 	return r.cfg.Audit.CommitStatement(ctx, []audit.Record{rec}, func(records string, first int) (string, []any, error) {
 		w := newWith(records, first)
+		w.add(outbox.SentClauses(o.Header.Lane, o.Header.LastSeq, w.next))
 		if ev != nil {
 			q, args, err := ev.SentClauses(o.Parsed, o.ids, w.next)
 			if err != nil {

@@ -40,6 +40,9 @@ func TestStatusLaneStates(t *testing.T) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
 	}
+	if err := outbox.Sent(ctx, db, laneOf(old), 1); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := outbox.Ack(ctx, db, laneOf(old), 1, time.Now()); err != nil {
 		t.Fatal(err)
 	}
