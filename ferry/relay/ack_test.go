@@ -124,4 +124,3 @@ func TestAckBeyondTheBundleSentIsRefused(t *testing.T) {
 		return count(t, s.gw, `SELECT count(*) FROM ferry_inbox`) == 20 && count(t, s.core, `SELECT count(*) FROM ferry_outbox`) == 0
 	})
 }
-
