@@ -75,7 +75,8 @@ const (
 	BundleAcknowledged = "bundle.acknowledged"
 	AckReceived        = "ack.received"
 	LinkRefused        = "link.refused"
-	AdminPrefix        = "admin." // admin.start, admin.stop, admin.audit-read, ...
+	RequestRejected    = "request.rejected" // a link request from the allowed peer that is not one (bad JSON, unknown route)
+	AdminPrefix        = "admin."           // admin.start, admin.stop, admin.audit-read, ...
 )
 
 // Results.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -154,4 +156,55 @@ func parseHeader(raw []byte) (header, error) {
 		return header{}, errors.New("not a bundle")
 	}
 	return header{lane: pb.Header.Lane, first: pb.Header.FirstSeq}, nil
+}
+
+// A request of the allowed peer that is not one the link serves (a pull that is not JSON, a
+// negative mark, a lane that does not exist, an unknown route) is refused with a clear error,
+// audited as request.rejected, and changes nothing.
+func TestMalformedRequestsAreRefusedAndAudited(t *testing.T) {
+	p := setup(t, options{})
+	tr, err := tlsgm.HTTPTransport(p.pki.TLS(p.node, p.dmzNode))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	defer tr.CloseIdleConnections()
+	for _, tc := range []struct {
+		name, path, body string
+		status           int
+		reason           string
+	}{
+		{"fail/pull-not-json", "/v1/pull", `{"marks":`, http.StatusBadRequest, "not JSON"},
+		{"fail/pull-negative-mark", "/v1/pull", `{"marks":{"to-core.0":-1}}`, http.StatusBadRequest, `bad mark -1 for lane "to-core.0"`},
+		{"fail/pull-unknown-lane", "/v1/pull", `{"marks":{"sideways.0":3}}`, http.StatusBadRequest, `lane "sideways.0"`},
+		{"fail/pull-too-large", "/v1/pull", `{"marks":{}, "pad":"` + strings.Repeat("x", 70<<10) + `"}`, http.StatusRequestEntityTooLarge, "over 65536 bytes"},
+		{"fail/unknown-route", "/v1/purge", `{}`, http.StatusNotFound, `"/v1/purge"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := countEvents(events(t, p.gw), audit.RequestRejected, audit.Rejected)
+			resp, err := hc.Post(p.url+tc.path, "application/json", strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d (%s), want %d", resp.StatusCode, body, tc.status)
+			}
+			recs := events(t, p.gw)
+			if n := countEvents(recs, audit.RequestRejected, audit.Rejected); n != before+1 {
+				t.Fatalf("%d request.rejected records, want %d", n, before+1)
+			}
+			last := recs[len(recs)-1].Record
+			if last.Event != audit.RequestRejected || !strings.Contains(last.Reason, tc.reason) || !strings.HasPrefix(last.Peer, fixture.Intranet+"@") {
+				t.Fatalf("last audit record %+v, want request.rejected naming %q and the peer", last, tc.reason)
+			}
+		})
+	}
+	if got := testutil.ToFloat64(p.dmzMetrics.BundlesRejected.WithLabelValues("request")); got != 5 {
+		t.Fatalf("ferry_bundles_rejected_total{reason=request} = %v, want 5", got)
+	}
+	if n := count(t, p.gw, `SELECT count(*) FROM ferry_inbox`); n != 0 {
+		t.Fatalf("%d messages applied", n)
+	}
 }

@@ -30,6 +30,9 @@
 //	  204  verified; the DMZ retired its outbox up to the acknowledged sequence.
 //	  400  as for bundles; 503 as for bundles.
 //
+//	Any other request of the allowed peer (a pull that is not JSON or names a lane that does not
+//	exist, an unknown route) gets 400, 404, 405 or 413 and is audited as request.rejected.
+//
 // The server checks, besides the TLS allow-list, that each request's connection presented the
 // one allowed peer certificate.
 package link
@@ -114,7 +117,7 @@ func NewServer(cfg ServerConfig) *Server {
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = httpx.ErrorHandler(cfg.Logger)
-	e.Use(observe(cfg.Logger, dur), s.requirePeer)
+	e.Use(observe(cfg.Logger, dur), s.requirePeer, s.auditUnknownRoutes)
 	e.POST("/v1/bundles", s.postBundle)
 	e.POST("/v1/pull", s.postPull)
 	e.POST("/v1/acks", s.postAck)
@@ -161,8 +164,32 @@ func (s *Server) requirePeer(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// auditUnknownRoutes audits a request of the allowed peer for a route or method the link does
+// not have: the peer's software is not ours, or not the version we expect.
+func (s *Server) auditUnknownRoutes(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		err := next(c)
+		var he *echo.HTTPError
+		if errors.As(err, &he) && (he.Code == http.StatusNotFound || he.Code == http.StatusMethodNotAllowed) {
+			r := c.Request()
+			s.cfg.Relay.RequestRejected(r.RemoteAddr, fmt.Sprintf("%s %s: %s", r.Method, strconv.Quote(r.URL.Path), http.StatusText(he.Code)))
+		}
+		return err
+	}
+}
+
+// refuse audits a request the link rejects before the relay sees it and returns the error.
+func (s *Server) refuse(c echo.Context, e *httpx.Error) error {
+	reason := c.Request().URL.Path + ": " + e.Message
+	if e.Cause != nil {
+		reason += ": " + e.Cause.Error()
+	}
+	s.cfg.Relay.RequestRejected(c.Request().RemoteAddr, reason)
+	return e
+}
+
 func (s *Server) postBundle(c echo.Context) error {
-	raw, err := readBody(c, s.cfg.MaxBytes)
+	raw, err := s.readBody(c, s.cfg.MaxBytes)
 	if err != nil {
 		return err
 	}
@@ -178,17 +205,20 @@ func (s *Server) postBundle(c echo.Context) error {
 }
 
 func (s *Server) postPull(c echo.Context) error {
-	body, err := readBody(c, maxPullRequest)
+	body, err := s.readBody(c, maxPullRequest)
 	if err != nil {
 		return err
 	}
+	if len(body) > maxPullRequest {
+		return s.refuse(c, httpx.NewError(http.StatusRequestEntityTooLarge, "LIMIT", fmt.Sprintf("pull request over %d bytes", maxPullRequest)))
+	}
 	var req PullRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		return httpx.Wrap(http.StatusBadRequest, "BAD_REQUEST", "pull request is not JSON", err)
+		return s.refuse(c, httpx.Wrap(http.StatusBadRequest, "BAD_REQUEST", "pull request is not JSON", err))
 	}
 	for lane, mark := range req.Marks {
 		if _, err := bundle.LaneDirection(lane); err != nil || mark < 0 {
-			return httpx.NewError(http.StatusBadRequest, "BAD_REQUEST", "bad mark for lane "+strconv.Quote(lane))
+			return s.refuse(c, httpx.NewError(http.StatusBadRequest, "BAD_REQUEST", fmt.Sprintf("bad mark %d for lane %s", mark, strconv.Quote(lane))))
 		}
 	}
 	raw, err := s.cfg.Relay.Pull(c.Request().Context(), req.Marks, time.Duration(req.WaitMS)*time.Millisecond, c.Request().RemoteAddr)
@@ -202,7 +232,7 @@ func (s *Server) postPull(c echo.Context) error {
 }
 
 func (s *Server) postAck(c echo.Context) error {
-	raw, err := readBody(c, bundle.MaxAckBytes)
+	raw, err := s.readBody(c, bundle.MaxAckBytes)
 	if err != nil {
 		return err
 	}
@@ -214,10 +244,10 @@ func (s *Server) postAck(c echo.Context) error {
 
 // readBody reads up to limit+1 bytes: an oversized body reaches the relay as such, which
 // rejects (and audits) it for its size.
-func readBody(c echo.Context, limit int) ([]byte, error) {
+func (s *Server) readBody(c echo.Context, limit int) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(c.Request().Body, int64(limit)+1))
 	if err != nil {
-		return nil, httpx.Wrap(http.StatusBadRequest, "BAD_REQUEST", "cannot read request body", err)
+		return nil, s.refuse(c, httpx.Wrap(http.StatusBadRequest, "BAD_REQUEST", "cannot read request body", err))
 	}
 	return b, nil
 }

@@ -39,7 +39,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	// Every known reason starts at zero, so that an alert on the rate of rejections sees the
 	// series before the first one happens.
-	for _, reason := range []string{"limit", "signature", "decrypt", "digest", "sequence", "forbidden_type", "invalid_message", "malformed", "gap", "other"} {
+	for _, reason := range []string{"limit", "signature", "decrypt", "digest", "sequence", "forbidden_type", "invalid_message", "malformed", "gap", "request", "other"} {
 		m.BundlesRejected.WithLabelValues(reason)
 	}
 	if reg != nil {

@@ -330,6 +330,19 @@ func (r *Relay) LinkRefused(remote, reason string) {
 	}
 }
 
+// RequestRejected audits a request from the allowed peer that the link refused before it reached
+// a bundle or an acknowledgement (a pull that is not JSON, an unknown route, a body that could not
+// be read): the peer passed the allow-list, so a malformed request is worth an auditor's look.
+func (r *Relay) RequestRejected(remote, reason string) {
+	r.log.Warn("link: request rejected", "remote", remote, "reason", reason)
+	r.m.BundlesRejected.WithLabelValues("request").Inc()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.cfg.Audit.Record(ctx, audit.Record{Event: audit.RequestRejected, Result: audit.Rejected, Peer: r.peerName(remote), Reason: reason}); err != nil {
+		r.log.Error("link: cannot audit rejected request", "remote", remote, "err", err)
+	}
+}
+
 func (r *Relay) touch() { r.seenAt.Store(r.cfg.Now().UnixNano()) }
 
 func (r *Relay) linkUp(up bool) {
