@@ -208,3 +208,31 @@ func TestMalformedRequestsAreRefusedAndAudited(t *testing.T) {
 		t.Fatalf("%d messages applied", n)
 	}
 }
+
+// A pulled bundle larger than the intranet ferry accepts (a DMZ configured with a larger
+// -max-bundle-bytes, or one that is not ours) is not dropped by the transport in silence: the
+// relay refuses it for its size, audits it, applies nothing, and asks again after a back-off.
+func TestOversizedPulledBundleIsRefusedAndAudited(t *testing.T) {
+	limit := envelope.MaxEncoded + bundle.Overhead(1)
+	p := setup(t, options{intranetMaxBytes: limit})
+	envs := make([]envelope.Envelope, 0, 400)
+	for i := range cap(envs) {
+		envs = append(envs, fixture.Payment(t, i+1))
+	}
+	fixture.Put(t, p.gw, 1, envs...) // one to-core lane; the DMZ bundles them up to its 1 MiB
+	p.startIntranet(t)
+	fixture.Eventually(t, 20*time.Second, "the oversized bundle refused and audited on the intranet side", func() bool {
+		for _, r := range events(t, p.core) {
+			if r.Record.Event == audit.BundleRejected && r.Record.Result == audit.Rejected && strings.Contains(r.Record.Reason, "limit") {
+				return true
+			}
+		}
+		return false
+	})
+	if got := testutil.ToFloat64(p.inMetrics.BundlesRejected.WithLabelValues("limit")); got < 1 {
+		t.Fatalf("ferry_bundles_rejected_total{reason=limit} = %v on the intranet side", got)
+	}
+	if n := count(t, p.core, `SELECT count(*) FROM ferry_inbox`); n != 0 {
+		t.Fatalf("%d messages applied from an oversized bundle", n)
+	}
+}

@@ -38,17 +38,21 @@ type pair struct {
 	url           string
 	quarantine    string
 	ctx           context.Context
+	opts          options
 	wg            sync.WaitGroup
 }
 
 type options struct {
 	linger  time.Duration
 	pullers int
+	// intranetMaxBytes, when set, is the intranet ferry's bundle size limit (its relay's and
+	// its link client's); the DMZ keeps the default.
+	intranetMaxBytes int
 }
 
 func setup(tb testing.TB, o options) *pair {
 	tb.Helper()
-	p := &pair{pki: fixture.NewPKI(tb)}
+	p := &pair{pki: fixture.NewPKI(tb), opts: o}
 	p.dmzNode, p.node = p.pki.Node(tb, fixture.DMZ), p.pki.Node(tb, fixture.Intranet)
 	p.gw, p.core = fixture.DB(tb), fixture.DB(tb)
 	p.quarantine = filepath.Join(tb.TempDir(), "quarantine")
@@ -80,7 +84,7 @@ func newRelay(tb testing.TB, side relay.Side, self, peer *fixture.Node, db *sqld
 		log = logging.New(os.Stderr, "debug", self.Name)
 	}
 	m := relay.NewMetrics(reg)
-	r, err := relay.New(relay.Config{
+	cfg := relay.Config{
 		Side: side, Node: self.Name, Peer: peer.Name, DB: db,
 		Audit: audit.New(audit.Config{DB: db, Node: self.Name, Actor: "ferryd", Registry: reg}),
 		Keys: relay.Keys{Signer: self.Sign.Key, Decrypter: self.Enc.Key,
@@ -88,7 +92,11 @@ func newRelay(tb testing.TB, side relay.Side, self, peer *fixture.Node, db *sqld
 		Linger: o.linger, Poll: 20 * time.Millisecond, LongPoll: 2 * time.Second, ResendAfter: 5 * time.Second,
 		MaxBackoff: 200 * time.Millisecond, Pullers: o.pullers, Quarantine: quarantine, Logger: log,
 		Metrics: m,
-	})
+	}
+	if side == relay.Intranet {
+		cfg.Limits.MaxBytes = o.intranetMaxBytes
+	}
+	r, err := relay.New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -99,7 +107,7 @@ func newRelay(tb testing.TB, side relay.Side, self, peer *fixture.Node, db *sqld
 func (p *pair) client(tb testing.TB, as *fixture.Node) *link.Client {
 	tb.Helper()
 	cfg := p.pki.TLS(as, p.dmzNode)
-	c, err := link.NewClient(link.ClientConfig{URL: p.url, TLS: cfg})
+	c, err := link.NewClient(link.ClientConfig{URL: p.url, TLS: cfg, MaxBytes: p.opts.intranetMaxBytes})
 	if err != nil {
 		tb.Fatal(err)
 	}
