@@ -146,11 +146,7 @@ func TestLaneGapStalledProducerIsToldItsNumberWasClosed(t *testing.T) {
 	s := setup(t)
 	ctx := context.Background()
 	ob := outbox.New(1)
-	fixture.Put(t, s.core, 1, fixture.Bill(t, 0)) // seq 1
-	run(t, s, &lossy{dmz: s.dmz})
-	fixture.Eventually(t, 30*time.Second, "seq 1 delivered", func() bool {
-		return count(t, s.gw, `SELECT count(*) FROM ferry_inbox`) == 1
-	})
+	runWithOneDelivered(t, s)
 	slow := fixture.Bill(t, 9)
 	release := stallProducer(t, s.core, slow.ID)
 	done := make(chan error, 1)
@@ -187,11 +183,7 @@ func TestLaneGapClosesOnlyNumbersMissingForTheGrace(t *testing.T) {
 	s := setupWith(t, func(c *relay.Config) { c.Metrics = m })
 	ctx := context.Background()
 	ob := outbox.New(1)
-	fixture.Put(t, s.core, 1, fixture.Bill(t, 0)) // seq 1
-	run(t, s, &lossy{dmz: s.dmz})
-	fixture.Eventually(t, 30*time.Second, "seq 1 delivered", func() bool {
-		return count(t, s.gw, `SELECT count(*) FROM ferry_inbox`) == 1
-	})
+	runWithOneDelivered(t, s)
 	slow := fixture.Bill(t, 9)
 	release := stallProducer(t, s.core, slow.ID)
 	errBusiness := errors.New("business change failed")
@@ -232,4 +224,15 @@ func TestLaneGapClosesOnlyNumbersMissingForTheGrace(t *testing.T) {
 	if g := testutil.ToFloat64(m.GapWaiting.WithLabelValues("to-gateway.0")); g != 0 {
 		t.Fatalf("ferry_lane_gap_waiting is %v after the gap closed", g)
 	}
+}
+
+// runWithOneDelivered queues one bill (to-gateway.0, seq 1), runs both relays and waits for its
+// delivery.
+func runWithOneDelivered(t *testing.T, s sides) {
+	t.Helper()
+	fixture.Put(t, s.core, 1, fixture.Bill(t, 0))
+	run(t, s, &lossy{dmz: s.dmz})
+	fixture.Eventually(t, 30*time.Second, "seq 1 delivered", func() bool {
+		return count(t, s.gw, `SELECT count(*) FROM ferry_inbox`) == 1
+	})
 }
