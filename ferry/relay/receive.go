@@ -37,7 +37,7 @@ func (r *Relay) Accept(ctx context.Context, raw []byte, remote string) ([]byte, 
 	}
 	unlock := r.locks.lock(h.Lane)
 	defer unlock()
-	for {
+	for stale := 0; ; {
 		hwm, cached, err := r.inMarks.get(ctx, h.Lane, r.hwm)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -54,8 +54,15 @@ func (r *Relay) Accept(ctx context.Context, raw []byte, remote string) ([]byte, 
 			return nil, r.gap(ctx, h, remote, hwm)
 		default:
 			ack, err = r.commit(ctx, b, msgs, remote, hwm)
-			if errors.Is(err, errStaleMark) && cached {
-				continue // the lane moved without this relay: decide again on the stored mark
+			if errors.Is(err, errStaleMark) {
+				// The lane moved without this relay: decide again on the stored mark. Read
+				// from the database, it can only move by another writer of the same lane (a
+				// second relay on this database); after a few tries the sender is asked to
+				// come back.
+				if stale++; cached || stale < 3 {
+					continue
+				}
+				return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 			}
 			return ack, err
 		}
