@@ -95,9 +95,9 @@ func (c *Client) Pull(ctx context.Context, marks map[string]int64, wait time.Dur
 
 // PostAck implements relay.Transport.
 func (c *Client) PostAck(ctx context.Context, raw []byte) error {
-	status, body, err := c.post(ctx, "/v1/acks", AckType, raw, 4096)
-	if status == http.StatusOK && len(body) > 4096 {
-		return fmt.Errorf("link: /v1/acks: answer larger than 4096 bytes")
+	status, body, err := c.post(ctx, "/v1/acks", AckType, raw, bundle.MaxAckBytes)
+	if status == http.StatusOK && len(body) > bundle.MaxAckBytes {
+		return fmt.Errorf("link: /v1/acks: answer larger than %d bytes", bundle.MaxAckBytes)
 	}
 	if err != nil {
 		return err

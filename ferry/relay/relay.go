@@ -323,11 +323,7 @@ func (r *Relay) Ready(ctx context.Context) error {
 // LinkRefused audits a refused link peer or failed handshake; it suits tlsgm.Config.OnReject.
 func (r *Relay) LinkRefused(remote, reason string) {
 	r.log.Warn("link: peer refused", "remote", remote, "reason", reason)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := r.cfg.Audit.Record(ctx, audit.Record{Event: audit.LinkRefused, Result: audit.Rejected, Peer: remote, Reason: reason}); err != nil {
-		r.log.Error("link: cannot audit refused peer", "remote", remote, "err", err)
-	}
+	r.recordNow(audit.Record{Event: audit.LinkRefused, Result: audit.Rejected, Peer: remote, Reason: reason})
 }
 
 // RequestRejected audits a request from the allowed peer that the link refused before it reached
@@ -336,10 +332,17 @@ func (r *Relay) LinkRefused(remote, reason string) {
 func (r *Relay) RequestRejected(remote, reason string) {
 	r.log.Warn("link: request rejected", "remote", remote, "reason", reason)
 	r.m.BundlesRejected.WithLabelValues("request").Inc()
+	r.recordNow(audit.Record{Event: audit.RequestRejected, Result: audit.Rejected, Peer: r.peerName(remote), Reason: reason})
+}
+
+// recordNow writes an audit record of a refusal that has no request context to carry (a
+// handshake, a request already answered), giving it 5 s; a failure is logged, since the refusal
+// stands either way.
+func (r *Relay) recordNow(rec audit.Record) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := r.cfg.Audit.Record(ctx, audit.Record{Event: audit.RequestRejected, Result: audit.Rejected, Peer: r.peerName(remote), Reason: reason}); err != nil {
-		r.log.Error("link: cannot audit rejected request", "remote", remote, "err", err)
+	if err := r.cfg.Audit.Record(ctx, rec); err != nil {
+		r.log.Error("link: cannot audit a refusal", "event", rec.Event, "peer", rec.Peer, "err", err)
 	}
 }
 
